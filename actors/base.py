@@ -1,0 +1,150 @@
+"""The small base every actor builds on, and the loop that runs one.
+
+Lifecycle, each hook with one job: `on_start` loads and warms models (a
+failure there exits non-zero), `handle` does the work for one data message
+(an exception is logged, the turn is ended with a `TurnError`, and the actor
+goes on), `on_idle` runs when nothing arrived for `poll_ms`, `on_stop` frees
+devices. Control messages (ping, interrupt, shutdown) are handled ahead of
+queued data, also while a handler is busy, through `check_control()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import ClassVar
+
+import structlog
+
+from bus.codec import Envelope
+from bus.messages import Interrupt, Message, Ping, Ready, Shutdown, TurnError
+from bus.sockets import BusAddress, BusClient
+
+CONTROL_PREFIX = "ctl."
+CANCELLED_MEMORY = 512
+"""How many interrupted turns an actor remembers, to drop their late messages."""
+
+
+class Actor:
+    """Subclass, set `name` and `topics`, override the hooks you need."""
+
+    name: ClassVar[str] = "actor"
+    topics: tuple[str, ...] = ()
+    """Data topics (prefixes) this actor subscribes to; control topics come free."""
+    poll_ms: float = 200.0
+    """How long to wait for a message before calling `on_idle`."""
+
+    def __init__(self) -> None:
+        self.log = structlog.get_logger(self.name)
+        self._client: BusClient | None = None
+        self._pending: deque[Envelope] = deque()
+        self._cancelled: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self.stopping = False
+
+    # --- hooks -------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Load and warm models, open devices."""
+
+    def backend(self) -> str:
+        """Which backend and model, for `Ready` and the turn record."""
+        return ""
+
+    def handle(self, env: Envelope) -> None:
+        """Do the work for one data message."""
+
+    def on_interrupt(self, msg: Interrupt) -> None:
+        """Drop whatever is in flight for `msg.session`/`msg.turn`."""
+
+    def on_idle(self) -> None:
+        """Called when nothing arrived for `poll_ms`."""
+
+    def on_control(self, env: Envelope) -> None:
+        """Sees every control message after the base handled it (the logger records them)."""
+
+    def on_stop(self) -> None:
+        """Close devices and files."""
+
+    # --- services for subclasses --------------------------------------------------
+    @property
+    def bus(self) -> BusClient:
+        if self._client is None:
+            raise RuntimeError(f"{self.name} is not connected to a bus")
+        return self._client
+
+    def publish(self, msg: Message, payload: bytes = b"") -> None:
+        self.bus.publish(msg, payload)
+
+    def is_cancelled(self, session: str, turn: int) -> bool:
+        return (session, turn) in self._cancelled
+
+    def check_control(self) -> None:
+        """Handle waiting control messages now; queue data for later. Call it inside long work."""
+        while (env := self.bus.recv(timeout_ms=0)) is not None:
+            if not self._control(env):
+                self._pending.append(env)
+
+    def fail_turn(self, about: Message, reason: str) -> None:
+        """End `about`'s turn with an error everyone (logger, CLI, player) sees."""
+        self.log.warning("turn_failed", session=about.session, turn=about.turn, reason=reason)
+        self.publish(TurnError(session=about.session, turn=about.turn, stage=self.name, reason=reason))
+
+    # --- the loop -----------------------------------------------------------------
+    def connect(self, address: BusAddress) -> None:
+        self._client = BusClient(address, (*self.topics, CONTROL_PREFIX), name=self.name)
+
+    def run(self, address: BusAddress) -> None:
+        """Connect, start, announce `Ready`, then serve until a `Shutdown` names this actor."""
+        self.connect(address)
+        try:
+            self.on_start()
+            self.log.info("ready", backend=self.backend())
+            self._announce_ready(nonce=0)
+            while not self.stopping:
+                env = self._pending.popleft() if self._pending else self.bus.recv(self.poll_ms)
+                if env is None:
+                    self._safely(self.on_idle)
+                elif not self._control(env):
+                    self._dispatch(env)
+        finally:
+            try:
+                self.on_stop()
+            finally:
+                self.bus.close()
+
+    def _announce_ready(self, nonce: int) -> None:
+        self.publish(Ready(actor=self.name, pid=os.getpid(), backend=self.backend(), nonce=nonce))
+
+    def _control(self, env: Envelope) -> bool:
+        """Handle a control message; False when `env` is data."""
+        msg = env.msg
+        if not env.topic.startswith(CONTROL_PREFIX):
+            return False
+        if isinstance(msg, Ping):
+            self._announce_ready(msg.nonce)
+        elif isinstance(msg, Shutdown):
+            if not msg.actors or self.name in msg.actors:
+                self.stopping = True
+        elif isinstance(msg, Interrupt):
+            self._cancelled[(msg.session, msg.turn)] = None
+            while len(self._cancelled) > CANCELLED_MEMORY:
+                self._cancelled.popitem(last=False)
+            self._safely(lambda: self.on_interrupt(msg))
+        self._safely(lambda: self.on_control(env))
+        return True
+
+    def _dispatch(self, env: Envelope) -> None:
+        msg = env.msg
+        if self.is_cancelled(msg.session, msg.turn):
+            self.log.debug("dropped_cancelled", topic=env.topic, turn=msg.turn)
+            return
+        self._safely(lambda: self.handle(env), about=msg)
+
+    def _safely(self, hook: Callable[[], None], about: Message | None = None) -> None:
+        """Run a hook; an exception ends the turn of the message `about`, never the actor."""
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - an actor must outlive any one message
+            self.log.exception("handler_failed", actor=self.name)
+            if about is not None:
+                self.fail_turn(about, f"{self.name} failed: {type(exc).__name__}: {exc}")

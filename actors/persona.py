@@ -1,0 +1,75 @@
+"""The persona actor: cuts the LLM's token stream into clauses and reshapes their words.
+
+Subscribes to `llm.token` and `llm.done`; publishes `say` clauses as soon as
+each is complete, so speech starts while the LLM is still generating. The
+persona (`none` or `rocky`) only changes words; the voice is the tts actor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from actors.base import Actor
+from actors.persona_text import ClauseSplitter, plain_transform, rocky_transform
+from bus.codec import Envelope
+from bus.messages import LlmDone, LlmToken, Say
+
+TRANSFORMS: dict[str, Callable[[str], str]] = {"none": plain_transform, "rocky": rocky_transform}
+
+
+@dataclass
+class PersonaSettings:
+    style: str = "rocky"
+    """rocky (Rocky-speak) or none (the LLM's words as they are)."""
+    min_clause_chars: int = 12
+
+
+class PersonaActor(Actor):
+    name: ClassVar[str] = "persona"
+    topics = ("llm.",)
+
+    def __init__(self, settings: PersonaSettings) -> None:
+        super().__init__()
+        if settings.style not in TRANSFORMS:
+            raise ValueError(f"persona.style {settings.style!r}: use one of {sorted(TRANSFORMS)}")
+        self.settings = settings
+        self.transform = TRANSFORMS[settings.style]
+        self.splitters: dict[tuple[str, int], ClauseSplitter] = {}
+        self.said: dict[tuple[str, int], int] = {}
+
+    def backend(self) -> str:
+        return self.settings.style
+
+    def handle(self, env: Envelope) -> None:
+        msg = env.msg
+        key = (msg.session, msg.turn)
+        if isinstance(msg, LlmToken):
+            splitter = self.splitters.get(key)
+            if splitter is None:
+                splitter = self.splitters[key] = ClauseSplitter(min_chars=self.settings.min_clause_chars)
+                self._forget_old_turns()
+            for clause in splitter.feed(msg.text):
+                self._say(msg.session, msg.turn, clause, last=False)
+        elif isinstance(msg, LlmDone):
+            splitter = self.splitters.pop(key, ClauseSplitter())
+            if not msg.cancelled:
+                rest = splitter.flush()
+                for i, clause in enumerate(rest):
+                    self._say(msg.session, msg.turn, clause, last=i == len(rest) - 1)
+                if not rest:  # close the turn downstream even when nothing is left to speak
+                    self._say(msg.session, msg.turn, "", last=True)
+            self.said.pop(key, None)
+
+    def _say(self, session: str, turn: int, clause: str, last: bool) -> None:
+        key = (session, turn)
+        text = self.transform(clause) if clause else ""
+        index = self.said.get(key, 0)
+        self.said[key] = index + 1
+        self.publish(Say(session=session, turn=turn, text=text, index=index, last=last))
+
+    def _forget_old_turns(self) -> None:
+        # A turn whose llm.done was lost must not keep its splitter forever.
+        while len(self.splitters) > 16:
+            self.splitters.pop(next(iter(self.splitters)))

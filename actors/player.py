@@ -1,0 +1,119 @@
+"""The player: plays `audio.out` chunks as they arrive, on a sound device or into a WAV file.
+
+Publishes `player` events: `started` with the moment the first audio was
+handed to the device, `finished` when the reply's last sample is out, and
+`stopped` when an interrupt silenced it. A `turn.error` for a turn that has not
+started playing sounds a short earcon on a sound device, so a user never waits
+on silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from actors.base import Actor
+from actors.sinks import Sink, SoundDeviceSink, WavFileSink, error_earcon
+from bus.codec import Envelope
+from bus.messages import AudioChunk, Interrupt, PlayerEvent, TurnError
+
+ACTIVE_POLL_MS = 5.0
+IDLE_POLL_MS = 200.0
+
+
+@dataclass
+class PlayerSettings:
+    backend: str = "sounddevice"
+    """sounddevice (a real output device) or wav (write each reply to `path`)."""
+    device: str = ""
+    """sounddevice output device name or index; empty means the system default."""
+    path: str = "logs/replies/{session}-{turn}.wav"
+    """WAV backend: where replies go; {session} and {turn} are filled in."""
+    block_ms: float = 20.0
+    """sounddevice block: an interrupt silences the output within one block."""
+
+
+class PlayerActor(Actor):
+    name: ClassVar[str] = "player"
+    topics = ("audio.out", "turn.error")
+
+    def __init__(self, settings: PlayerSettings, sink: Sink | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.sink = sink
+        self.current: tuple[str, int] | None = None
+        self.started_sent = False
+        self.last_seen = False
+
+    def on_start(self) -> None:
+        if self.sink is None:
+            if self.settings.backend == "sounddevice":
+                self.sink = SoundDeviceSink(self.settings.device, self.settings.block_ms)
+            elif self.settings.backend == "wav":
+                self.sink = WavFileSink(self.settings.path)
+            else:
+                raise ValueError(f"player.backend {self.settings.backend!r}: use sounddevice or wav")
+
+    def backend(self) -> str:
+        return self.sink.description if self.sink else self.settings.backend
+
+    def handle(self, env: Envelope) -> None:
+        msg = env.msg
+        assert self.sink is not None
+        if isinstance(msg, AudioChunk):
+            key = (msg.session, msg.turn)
+            if self.current != key:
+                if self.current is not None:
+                    self._stop("superseded")
+                self.current, self.started_sent, self.last_seen = key, False, False
+                self.sink.begin(msg.session, msg.turn, msg.sample_rate)
+                self.poll_ms = ACTIVE_POLL_MS
+            if env.payload:
+                self.sink.write(env.payload, msg.sample_rate)
+            if msg.last:
+                self.last_seen = True
+                self.sink.end()
+            self._report()
+        elif isinstance(msg, TurnError) and (msg.session, msg.turn) != self.current:
+            self.sink.play_earcon(error_earcon())
+
+    def on_idle(self) -> None:
+        self._report()
+
+    def on_interrupt(self, msg: Interrupt) -> None:
+        if self.current == (msg.session, msg.turn):
+            self._stop("interrupted")
+
+    def on_stop(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+    def _report(self) -> None:
+        """Publish started/finished as the sink's playback progresses."""
+        if self.current is None or self.sink is None:
+            return
+        session, turn = self.current
+        first = self.sink.first_audio_at()
+        if first is not None and not self.started_sent:
+            self.started_sent = True
+            self.publish(PlayerEvent(session=session, turn=turn, state="started", ts=first,
+                                     device=self.sink.description))
+        done = self.sink.done_at()
+        if self.last_seen and done is not None:
+            if not self.started_sent:  # a reply with no audio at all still finishes the turn
+                self.publish(PlayerEvent(session=session, turn=turn, state="started", ts=done,
+                                         device=self.sink.description))
+            self.publish(PlayerEvent(session=session, turn=turn, state="finished", ts=done,
+                                     audio_ms=self.sink.played_ms(), device=self.sink.description))
+            self.current = None
+            self.poll_ms = IDLE_POLL_MS
+
+    def _stop(self, why: str) -> None:
+        assert self.sink is not None and self.current is not None
+        session, turn = self.current
+        silent_at = self.sink.stop()
+        self.log.info("playback_stopped", turn=turn, why=why)
+        self.publish(PlayerEvent(session=session, turn=turn, state="stopped", ts=silent_at,
+                                 audio_ms=self.sink.played_ms(), device=self.sink.description))
+        self.current = None
+        self.poll_ms = IDLE_POLL_MS

@@ -1,0 +1,141 @@
+"""Text to speech: speaks each `say` clause as it arrives and streams the PCM out.
+
+Subscribes to `say`; publishes `audio.out` chunks (int16 mono PCM as the raw
+payload) and a closing chunk with `last=True` after the reply's last clause.
+Backends: piper (the product), silent and tone (tests and smoke runs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from actors.base import Actor
+from bus.codec import Envelope
+from bus.messages import AudioChunk, Say
+
+
+@dataclass
+class TtsSettings:
+    backend: str = "piper"
+    """piper, silent or tone (the last two are for tests)."""
+    voice: str = ""
+    """A Piper voice .onnx (with its .onnx.json); empty means the embedded en_US-joe-medium."""
+    length_scale: float = 1.0
+    """Speaking pace: below 1 is faster."""
+    sample_rate: int = 22050
+    """Rate of the silent and tone backends (Piper uses its voice's own)."""
+
+
+class Synthesizer(Protocol):
+    description: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        """int16 mono audio for `text`, in one or more pieces."""
+
+
+class PiperSynthesizer:
+    def __init__(self, settings: TtsSettings) -> None:
+        from piper import PiperVoice, SynthesisConfig
+
+        from models.registry import tts_voice_file
+
+        path = tts_voice_file(settings.voice)
+        self.voice = PiperVoice.load(path)
+        self.config = SynthesisConfig(length_scale=settings.length_scale)
+        self.sample_rate = int(self.voice.config.sample_rate)
+        self.description = f"piper {path.stem}"
+        for _ in self.synthesize("Hello."):  # warm onnxruntime before the first turn
+            pass
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        for chunk in self.voice.synthesize(text, syn_config=self.config):
+            yield chunk.audio_int16_array
+
+
+class SilentSynthesizer:
+    """Silence as long as the words would take to say: exercises the pipeline without a voice."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.description = "silent"
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        yield np.zeros(int(0.06 * len(text) * self.sample_rate) + 1, dtype=np.int16)
+
+
+class ToneSynthesizer:
+    """A beep per word: audible, recognisable in a recording, and needs no model."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.description = "tone"
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        for _word in text.split():
+            t = np.arange(int(0.12 * self.sample_rate)) / self.sample_rate
+            beep = 0.3 * np.sin(2 * math.pi * 660.0 * t)
+            gap = np.zeros(int(0.04 * self.sample_rate))
+            yield (np.concatenate([beep, gap]) * 32767).astype(np.int16)
+
+
+def make_synthesizer(settings: TtsSettings) -> Synthesizer:
+    if settings.backend == "piper":
+        return PiperSynthesizer(settings)
+    if settings.backend == "silent":
+        return SilentSynthesizer(settings.sample_rate)
+    if settings.backend == "tone":
+        return ToneSynthesizer(settings.sample_rate)
+    raise ValueError(f"tts.backend {settings.backend!r}: use piper, silent or tone")
+
+
+class TtsActor(Actor):
+    name: ClassVar[str] = "tts"
+    topics = ("say",)
+
+    def __init__(self, settings: TtsSettings, synthesizer: Synthesizer | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.synth = synthesizer
+        self.chunk_index: dict[tuple[str, int], int] = {}
+
+    def on_start(self) -> None:
+        if self.synth is None:
+            self.synth = make_synthesizer(self.settings)
+
+    def backend(self) -> str:
+        return self.synth.description if self.synth else self.settings.backend
+
+    def handle(self, env: Envelope) -> None:
+        msg = env.msg
+        if not isinstance(msg, Say):
+            return
+        assert self.synth is not None
+        key = (msg.session, msg.turn)
+        if msg.index == 0:
+            self.chunk_index[key] = 0
+            while len(self.chunk_index) > 16:  # turns whose last clause never came
+                self.chunk_index.pop(next(iter(self.chunk_index)))
+        if msg.text.strip():
+            for pcm in self.synth.synthesize(msg.text):
+                self.check_control()
+                if self.is_cancelled(*key) or self.stopping:
+                    self.chunk_index.pop(key, None)
+                    return
+                self._send(msg, pcm.tobytes(), last=False)
+        if msg.last:
+            self._send(msg, b"", last=True)
+            self.chunk_index.pop(key, None)
+
+    def _send(self, say: Say, pcm: bytes, last: bool) -> None:
+        assert self.synth is not None
+        key = (say.session, say.turn)
+        index = self.chunk_index.get(key, 0)
+        self.chunk_index[key] = index + 1
+        self.publish(AudioChunk(session=say.session, turn=say.turn, index=index, clause=say.index,
+                                sample_rate=self.synth.sample_rate, last=last), pcm)

@@ -1,0 +1,82 @@
+"""Voice activity: marks where speech starts and stops in a turn's mic frames (webrtcvad).
+
+Subscribes to `audio.in`; publishes `vad` events. Single voiced or unvoiced
+frames are noise: a change is declared only after `start_frames` voiced or
+`stop_frames` unvoiced frames in a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from actors.base import Actor
+from bus.codec import Envelope
+from bus.messages import AudioFrame, CaptureEnd, VadEvent
+
+FRAME_MS = 20.0
+
+
+@dataclass
+class VadSettings:
+    aggressiveness: int = 2
+    """webrtcvad mode 0 (least) to 3 (most eager to call audio non-speech)."""
+    start_frames: int = 3
+    stop_frames: int = 15
+
+
+class SpeechDetector(Protocol):
+    def is_speech(self, pcm: bytes, sample_rate: int) -> bool: ...
+
+
+@dataclass
+class _TurnState:
+    speaking: bool = False
+    run: int = 0
+    frames: int = 0
+
+
+class VadActor(Actor):
+    name: ClassVar[str] = "vad"
+    topics = ("audio.in",)
+
+    def __init__(self, settings: VadSettings, detector: SpeechDetector | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.detector = detector
+        self.turns: dict[tuple[str, int], _TurnState] = {}
+
+    def on_start(self) -> None:
+        if self.detector is None:
+            import webrtcvad
+
+            self.detector = webrtcvad.Vad(self.settings.aggressiveness)
+
+    def backend(self) -> str:
+        return f"webrtcvad mode {self.settings.aggressiveness}"
+
+    def handle(self, env: Envelope) -> None:
+        msg = env.msg
+        key = (msg.session, msg.turn)
+        if isinstance(msg, CaptureEnd):
+            state = self.turns.pop(key, None)
+            if state is not None and state.speaking:
+                self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=False,
+                                      audio_ms=state.frames * FRAME_MS))
+            return
+        if not isinstance(msg, AudioFrame) or len(env.payload) != int(msg.sample_rate * FRAME_MS / 1000) * 2:
+            return  # webrtcvad takes only 10/20/30 ms frames; ours are 20 ms
+        assert self.detector is not None
+        if key not in self.turns:
+            while len(self.turns) > 8:  # turns whose capture end was lost
+                self.turns.pop(next(iter(self.turns)))
+        state = self.turns.setdefault(key, _TurnState())
+        state.frames += 1
+        voiced = self.detector.is_speech(env.payload, msg.sample_rate)
+        state.run = state.run + 1 if voiced != state.speaking else 0
+        needed = self.settings.stop_frames if state.speaking else self.settings.start_frames
+        if state.run >= needed:
+            state.speaking, state.run = not state.speaking, 0
+            # The change began `needed` frames ago, when the run started.
+            at_ms = (state.frames - needed) * FRAME_MS
+            self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=state.speaking, audio_ms=at_ms))

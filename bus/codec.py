@@ -1,0 +1,123 @@
+"""The one place that turns messages into ZeroMQ frames and back.
+
+Wire format, one multipart ZeroMQ message:
+
+    [topic, header, payload?]
+
+`topic` is ASCII (SUB sockets filter on its prefix), `header` is a msgpack map
+`{"v": PROTOCOL_VERSION, "t": wire name, "f": {field: value}}`, and `payload`
+is raw bytes (PCM) present only for message classes with `HAS_PAYLOAD`.
+Anything else raises `CodecError`, which receivers log and drop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from bus.messages import PROTOCOL_VERSION, REGISTRY, Message, topic_for
+
+MAX_HEADER_BYTES = 256 * 1024
+"""A header larger than this is garbage or abuse: no message needs it."""
+
+
+class CodecError(ValueError):
+    """A frame that is not a valid message of this protocol."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A received message with its topic and payload."""
+
+    topic: str
+    msg: Message
+    payload: bytes = b""
+
+
+def encode(msg: Message, payload: bytes = b"", topic: str | None = None) -> list[bytes]:
+    """Frames for `msg`; `payload` only for message classes that carry one."""
+    if payload and not msg.HAS_PAYLOAD:
+        raise CodecError(f"{type(msg).__name__} carries no payload")
+    fields = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    header = msgpack.packb({"v": PROTOCOL_VERSION, "t": msg.WIRE_NAME, "f": fields}, use_bin_type=True)
+    frames = [(topic or topic_for(msg)).encode("ascii"), header]
+    if msg.HAS_PAYLOAD:
+        frames.append(bytes(payload))
+    return frames
+
+
+def decode(frames: list[bytes]) -> Envelope:
+    """The message in `frames`, or `CodecError` saying what is wrong with them."""
+    if len(frames) not in (2, 3):
+        raise CodecError(f"expected 2 or 3 frames, got {len(frames)}")
+    raw_topic, header = bytes(frames[0]), bytes(frames[1])
+    try:
+        topic = raw_topic.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise CodecError("topic is not ASCII") from exc
+    if len(header) > MAX_HEADER_BYTES:
+        raise CodecError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        head = msgpack.unpackb(header, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise CodecError(f"header is not msgpack: {exc}") from exc
+    if not isinstance(head, dict) or set(head) != {"v", "t", "f"}:
+        raise CodecError("header is not a {v, t, f} map")
+    if head["v"] != PROTOCOL_VERSION:
+        raise CodecError(f"protocol version {head['v']!r}, this side speaks {PROTOCOL_VERSION}")
+    cls = REGISTRY.get(head["t"]) if isinstance(head["t"], str) else None
+    if cls is None:
+        raise CodecError(f"unknown message type {head['t']!r}")
+    if not isinstance(head["f"], dict):
+        raise CodecError(f"{cls.__name__}: fields are not a map")
+    msg = _build(cls, head["f"])
+    payload = bytes(frames[2]) if len(frames) == 3 else b""
+    if payload and not cls.HAS_PAYLOAD:
+        raise CodecError(f"{cls.__name__} carries no payload")
+    return Envelope(topic=topic, msg=msg, payload=payload)
+
+
+@functools.cache
+def _field_types(cls: type[Message]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _build(cls: type[Message], values: dict[str, Any]) -> Message:
+    types = _field_types(cls)
+    unknown = set(values) - set(types)
+    if unknown:
+        raise CodecError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+    for name, value in values.items():
+        if not _matches(value, types[name]):
+            raise CodecError(f"{cls.__name__}.{name}: {type(value).__name__} is not {types[name]}")
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required field is missing
+        raise CodecError(f"{cls.__name__}: {exc}") from exc
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    """Type check for the few field types messages use (bool is not an int here)."""
+    origin = typing.get_origin(expected)
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if expected is Any:
+        return True
+    raise TypeError(f"codec cannot check field type {expected}")  # a programming error

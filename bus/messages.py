@@ -1,0 +1,297 @@
+"""Every message that travels on the bus, one frozen dataclass per kind.
+
+Each class is registered under a short wire name (the `@message` decorator) and
+carries the envelope fields of `Message`: which satellite (`session`), which
+exchange (`turn`) and when it was published (`ts`, wall-clock seconds of the
+publishing host). Audio never goes inside a message: classes with
+`HAS_PAYLOAD = True` travel with raw PCM bytes as a separate frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+PROTOCOL_VERSION = 1
+
+REGISTRY: dict[str, type[Message]] = {}
+"""wire name -> message class; filled by the @message decorator."""
+
+M = TypeVar("M", bound="type[Message]")
+
+
+def message(wire_name: str) -> Any:
+    """Register a message class under `wire_name` (unique, short, stable)."""
+
+    def register(cls: M) -> M:
+        if wire_name in REGISTRY:
+            raise ValueError(f"wire name {wire_name!r} registered twice")
+        cls.WIRE_NAME = wire_name
+        REGISTRY[wire_name] = cls
+        return cls
+
+    return register
+
+
+def now() -> float:
+    """Wall-clock seconds: one clock for every timing mark on a host."""
+    return time.time()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """Fields every bus message carries."""
+
+    WIRE_NAME: ClassVar[str] = ""
+    HAS_PAYLOAD: ClassVar[bool] = False
+
+    session: str = "local"
+    """Which satellite (device) the message belongs to."""
+    turn: int = 0
+    """Which exchange: milliseconds since the epoch at the button press that began it."""
+    ts: float = field(default_factory=now)
+    """When the publisher created the message (wall-clock seconds)."""
+
+
+# --- push-to-talk -----------------------------------------------------------------
+
+
+@message("btn")
+@dataclass(frozen=True, kw_only=True)
+class ButtonEvent(Message):
+    """The push-to-talk button went down or up."""
+
+    pressed: bool
+    """True on press (a turn begins), False on release (speech is over)."""
+    source: str = "keyboard"
+    """keyboard, gpio, script or typed."""
+
+
+# --- audio in -----------------------------------------------------------------------
+
+
+@message("frame")
+@dataclass(frozen=True, kw_only=True)
+class AudioFrame(Message):
+    """One block of microphone audio; the PCM (int16 mono) is the payload frame."""
+
+    HAS_PAYLOAD: ClassVar[bool] = True
+    seq: int
+    """Frame number within the turn, from 0."""
+    sample_rate: int = 16000
+    """Samples per second of the payload."""
+    source_end: bool = False
+    """True on the last frame a finite source (a WAV file) has to give."""
+
+
+@message("capend")
+@dataclass(frozen=True, kw_only=True)
+class CaptureEnd(Message):
+    """The mic stopped capturing for a turn (the button was released)."""
+
+    frames: int
+    """How many frames were published for the turn."""
+    duration_ms: float
+    """Audio captured, in milliseconds."""
+
+
+@message("vad")
+@dataclass(frozen=True, kw_only=True)
+class VadEvent(Message):
+    """Voice activity changed within the turn's audio."""
+
+    speech: bool
+    """True when speech starts, False when it stops."""
+    audio_ms: float
+    """Position in the turn's audio where the change happened."""
+
+
+# --- words --------------------------------------------------------------------------
+
+
+@message("text")
+@dataclass(frozen=True, kw_only=True)
+class Transcript(Message):
+    """What the user said (or typed)."""
+
+    text: str
+    """The transcript."""
+    final: bool = True
+    """False for a partial transcript made while the button is held."""
+    audio_ms: float = 0.0
+    """How much audio the transcript covers."""
+    compute_ms: float = 0.0
+    """Time the recogniser spent on it."""
+    source: str = "speech"
+    """speech or typed."""
+
+
+@message("tok")
+@dataclass(frozen=True, kw_only=True)
+class LlmToken(Message):
+    """A piece of the reply as the LLM produces it."""
+
+    text: str
+    """The piece, exactly as generated (may start with a space)."""
+    index: int
+    """Position of the piece in the reply, from 0."""
+
+
+@message("llmdone")
+@dataclass(frozen=True, kw_only=True)
+class LlmDone(Message):
+    """The LLM finished (or gave up on) the reply."""
+
+    text: str
+    """The whole reply."""
+    tokens: int
+    """Tokens generated."""
+    prompt_tokens: int = 0
+    """Tokens in the prompt."""
+    first_token_ms: float = 0.0
+    """From the transcript's arrival to the first token."""
+    total_ms: float = 0.0
+    """From the transcript's arrival to the last token."""
+    cancelled: bool = False
+    """True when an interrupt stopped generation early."""
+
+
+@message("say")
+@dataclass(frozen=True, kw_only=True)
+class Say(Message):
+    """A persona-shaped clause to speak."""
+
+    text: str
+    """The clause (may be empty on the closing `last` message)."""
+    index: int
+    """Position of the clause in the reply, from 0."""
+    last: bool = False
+    """True on the reply's final clause."""
+
+
+# --- audio out ----------------------------------------------------------------------
+
+
+@message("chunk")
+@dataclass(frozen=True, kw_only=True)
+class AudioChunk(Message):
+    """Synthesised speech; the PCM (int16 mono) is the payload frame."""
+
+    HAS_PAYLOAD: ClassVar[bool] = True
+    index: int
+    """Position of the chunk in the reply's audio, from 0."""
+    sample_rate: int
+    """Samples per second of the payload."""
+    clause: int = 0
+    """Which `Say` clause the chunk speaks."""
+    last: bool = False
+    """True on the reply's final chunk (its payload may be empty)."""
+
+
+@message("player")
+@dataclass(frozen=True, kw_only=True)
+class PlayerEvent(Message):
+    """What the player did with a turn's audio."""
+
+    state: str
+    """started (first audio handed to the device), finished, or stopped (interrupted)."""
+    audio_ms: float = 0.0
+    """Audio played so far."""
+    device: str = ""
+    """Which output: a sound device name or a WAV path."""
+
+
+# --- control ------------------------------------------------------------------------
+
+
+@message("ping")
+@dataclass(frozen=True, kw_only=True)
+class Ping(Message):
+    """Asks every actor to answer with `Ready`; also measures the bus."""
+
+    nonce: int = 0
+    """Echoed back in the answer."""
+
+
+@message("ready")
+@dataclass(frozen=True, kw_only=True)
+class Ready(Message):
+    """An actor is connected, has loaded its models and can work."""
+
+    actor: str
+    """The actor's name."""
+    pid: int
+    """Its process id."""
+    backend: str = ""
+    """Which backend and model it runs, e.g. 'faster-whisper tiny.en'."""
+    nonce: int = 0
+    """The `Ping` nonce this answers (0 when announced unasked)."""
+
+
+@message("interrupt")
+@dataclass(frozen=True, kw_only=True)
+class Interrupt(Message):
+    """Stop everything for this session and turn (barge-in)."""
+
+    reason: str = "barge-in"
+    """Why."""
+
+
+@message("shutdown")
+@dataclass(frozen=True, kw_only=True)
+class Shutdown(Message):
+    """Actors named (or all, when empty) stop cleanly."""
+
+    actors: list[str] = field(default_factory=list)
+    """Names of the actors to stop; empty means every actor."""
+
+
+# --- turn bookkeeping ---------------------------------------------------------------
+
+
+@message("error")
+@dataclass(frozen=True, kw_only=True)
+class TurnError(Message):
+    """A stage could not do its part of a turn; the turn ends here."""
+
+    stage: str
+    """Which actor gave up."""
+    reason: str
+    """What went wrong, in words a user can act on."""
+
+
+@message("record")
+@dataclass(frozen=True, kw_only=True)
+class TurnRecord(Message):
+    """The logger's finished record of a turn (the same as its JSONL line)."""
+
+    record: dict[str, Any]
+    """Every timing and text of the turn; see actors/timing.py for the fields."""
+
+
+TOPICS: dict[type[Message], str] = {
+    ButtonEvent: "button",
+    AudioFrame: "audio.in",
+    CaptureEnd: "audio.in.end",
+    VadEvent: "vad",
+    LlmToken: "llm.token",
+    LlmDone: "llm.done",
+    Say: "say",
+    AudioChunk: "audio.out",
+    PlayerEvent: "player",
+    Ping: "ctl.ping",
+    Ready: "ctl.ready",
+    Interrupt: "ctl.interrupt",
+    Shutdown: "ctl.shutdown",
+    TurnError: "turn.error",
+    TurnRecord: "turn.record",
+}
+"""Default topic of each message class; Transcript picks stt.partial or stt.final."""
+
+
+def topic_for(msg: Message) -> str:
+    """The topic a message is published on."""
+    if isinstance(msg, Transcript):
+        return "stt.final" if msg.final else "stt.partial"
+    return TOPICS[type(msg)]

@@ -1,0 +1,84 @@
+"""Entry point of one actor process: `python -m launch.actor_main NAME CONFIG_JSON`.
+
+The supervisor starts every actor this way. SIGTERM stops the actor cleanly;
+SIGINT is ignored because Ctrl-C belongs to the supervisor, which stops the
+whole set in order. A failure to start exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import zmq
+
+from actors.base import Actor
+from launch.config import bus_address, settings_for
+from launch.logsetup import configure_logging
+
+EXIT_START_FAILED = 2
+
+
+def build_actor(name: str, config: dict[str, Any]) -> Actor:
+    """The actor called `name`, with its settings from `config` (imports only what it needs)."""
+    settings = settings_for(name, config)
+    if name == "mic":
+        from actors.mic import MicActor
+        return MicActor(settings)
+    if name == "vad":
+        from actors.vad import VadActor
+        return VadActor(settings)
+    if name == "stt":
+        from actors.stt import SttActor
+        return SttActor(settings)
+    if name == "llm":
+        from actors.llm import LlmActor
+        return LlmActor(settings)
+    if name == "persona":
+        from actors.persona import PersonaActor
+        return PersonaActor(settings)
+    if name == "tts":
+        from actors.tts import TtsActor
+        return TtsActor(settings)
+    if name == "player":
+        from actors.player import PlayerActor
+        return PlayerActor(settings)
+    if name == "logger":
+        from actors.logger import LoggerActor
+        return LoggerActor(settings)
+    raise ValueError(f"unknown actor {name!r}")
+
+
+def run_proxy_process(config: dict[str, Any]) -> int:
+    from bus.sockets import run_proxy
+
+    # SIGTERM keeps its default action: the proxy holds no state worth a clean exit.
+    run_proxy(bus_address(config), zmq.Context())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    name, config = args[0], json.loads(args[1])
+    configure_logging(json_output=True)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if name == "proxy":
+        return run_proxy_process(config)
+    actor = build_actor(name, config)
+
+    def stop(*_: object) -> None:
+        actor.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        actor.run(bus_address(config))
+    except Exception as exc:  # noqa: BLE001 - report why the start failed, then exit non-zero
+        actor.log.error("actor_failed", error=f"{type(exc).__name__}: {exc}")
+        return EXIT_START_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

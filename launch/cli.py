@@ -1,0 +1,179 @@
+"""The `rocky-relay` command: talk, say, tap, launch.
+
+`talk` and `say` start the actor set they need (or `--attach` to one that a
+`rocky-relay launch` already runs), drive turns over the bus and print the
+transcript, the reply and the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from launch.config import ConfigError, actor_set, bus_address, load_config
+from launch.logsetup import configure_logging
+
+DEFAULT_CONFIG = Path("rocky-relay.toml")
+
+
+def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str, Any]:
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    return load_config(path, [*extra, *args.set])
+
+
+@contextmanager
+def _running(config: dict[str, Any], set_name: str, attach: bool, drop: tuple[str, ...] = ()) -> Iterator[None]:
+    """The actor set up and ready for the duration of the block (nothing started with --attach)."""
+    if attach:
+        yield
+        return
+    from launch.supervisor import Supervisor
+
+    names = [n for n in actor_set(config, set_name) if n not in drop]
+    supervisor = Supervisor(config, names)
+    print(f"starting {', '.join(names)} ...", file=sys.stderr)
+    try:
+        readies = supervisor.start()
+        for name, ready in sorted(readies.items()):
+            print(f"  {name:8s} ready  {ready.backend}", file=sys.stderr)
+        yield
+    finally:
+        supervisor.stop()
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    from launch.turns import TurnDriver, format_record, print_event
+
+    overrides: list[str] = []
+    if args.input:
+        from bus.wav import WavError, load_pcm16_mono
+
+        try:
+            load_pcm16_mono(args.input)  # refuse a bad file before starting anything
+        except WavError as exc:
+            print(f"rocky-relay talk: {exc}", file=sys.stderr)
+            return 2
+        overrides += ["mic.backend=wav", f"mic.path={Path(args.input).resolve()}"]
+    if args.output:
+        overrides += ["player.backend=wav", f"player.path={Path(args.output).resolve()}"]
+    config = _config(args, overrides)
+    with _running(config, args.actors, args.attach):
+        driver = TurnDriver(bus_address(config), session=args.session,
+                            source="script" if args.input else "keyboard")
+        try:
+            if args.input:
+                record = driver.spoken_turn(on_event=print_event)
+                print(format_record(record))
+                if args.json:
+                    print(json.dumps(record))
+                return 0 if record["status"] == "ok" else 1
+            return _keyboard_talk(driver)
+        finally:
+            driver.close()
+
+
+def _keyboard_talk(driver: Any) -> int:
+    from actors.button import keyboard_loop
+    from launch.turns import format_record, print_event
+
+    def after_release(turn: int) -> None:
+        record = driver.wait_record(turn, timeout_s=120, on_event=print_event)
+        print(format_record(record))
+
+    keyboard_loop(driver.button, after_release)
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from launch.turns import TurnDriver, format_record, print_event
+
+    overrides = ["player.backend=wav", f"player.path={Path(args.output).resolve()}"] if args.output else []
+    config = _config(args, overrides)
+    with _running(config, "typed", args.attach):
+        driver = TurnDriver(bus_address(config), session=args.session, source="typed")
+        try:
+            record = driver.typed_turn(" ".join(args.text), on_event=print_event)
+        finally:
+            driver.close()
+    print(format_record(record))
+    if args.json:
+        print(json.dumps(record))
+    return 0 if record["status"] == "ok" else 1
+
+
+def cmd_tap(args: argparse.Namespace) -> int:
+    from bus.tap import tap
+
+    config = _config(args)
+    return tap(bus_address(config), args.prefix, count=args.count, as_json=args.json, timeout_s=args.timeout)
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    config = _config(args)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    with _running(config, args.set_name, attach=False):
+        print(f"actor set {args.set_name!r} ready on {config['bus']['sub']}; Ctrl-C stops it", file=sys.stderr)
+        done.wait()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rocky-relay", description="Push-to-talk voice assistant on a ZeroMQ bus.")
+    parser.add_argument("--config", help="TOML config (default: ./rocky-relay.toml if present)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting, e.g. --set llm.max_tokens=32 (repeatable)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    talk = sub.add_parser("talk", help="push-to-talk turns (Enter to talk), or one turn from a WAV")
+    talk.add_argument("--input", help="a WAV to use as the spoken question (one turn, no microphone)")
+    talk.add_argument("--output", help="write the spoken reply to this WAV instead of the speaker")
+    talk.add_argument("--actors", default="local", help="actor set to start (default: local)")
+    talk.add_argument("--attach", action="store_true", help="use an already launched actor set")
+    talk.add_argument("--session", default="local", help="satellite/session id")
+    talk.add_argument("--json", action="store_true", help="also print the turn record as JSON")
+    talk.set_defaults(func=cmd_talk)
+
+    say = sub.add_parser("say", help="a typed turn through the bus: LLM, persona, TTS, player")
+    say.add_argument("text", nargs="+")
+    say.add_argument("--output", help="write the spoken reply to this WAV instead of the speaker")
+    say.add_argument("--attach", action="store_true", help="use an already launched actor set")
+    say.add_argument("--session", default="local")
+    say.add_argument("--json", action="store_true", help="also print the turn record as JSON")
+    say.set_defaults(func=cmd_say)
+
+    tap_p = sub.add_parser("tap", help="watch bus traffic (audio summarised)")
+    tap_p.add_argument("prefix", nargs="?", default="", help="topic prefix, e.g. stt or ctl.")
+    tap_p.add_argument("--count", type=int, default=0, help="exit after this many messages")
+    tap_p.add_argument("--timeout", type=float, default=0.0, help="exit after this many seconds")
+    tap_p.add_argument("--json", action="store_true", help="one JSON object per message")
+    tap_p.set_defaults(func=cmd_tap)
+
+    launch = sub.add_parser("launch", help="run an actor set until Ctrl-C")
+    launch.add_argument("set_name", metavar="SET", help="local, server, pi, typed or one from the config")
+    launch.set_defaults(func=cmd_launch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(json_output=False)
+    try:
+        return int(args.func(args))
+    except (ConfigError, TimeoutError) as exc:
+        print(f"rocky-relay {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

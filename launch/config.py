@@ -1,0 +1,130 @@
+"""Configuration: defaults from each actor's settings dataclass, a TOML file over them, `--set` on top.
+
+    [bus]      pub / sub addresses of the proxy
+    [sets]     actor set name -> list of actor names ("proxy" runs the bus proxy)
+    [stt] [llm] [tts] ...   one table per actor, fields of its settings dataclass
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from actors.llm_backends import LlmSettings
+from actors.logger import LoggerSettings
+from actors.mic import MicSettings
+from actors.persona import PersonaSettings
+from actors.player import PlayerSettings
+from actors.stt import SttSettings
+from actors.tts import TtsSettings
+from actors.vad import VadSettings
+from bus.sockets import BusAddress
+
+SETTINGS: dict[str, type] = {
+    "mic": MicSettings, "vad": VadSettings, "stt": SttSettings, "llm": LlmSettings,
+    "persona": PersonaSettings, "tts": TtsSettings, "player": PlayerSettings, "logger": LoggerSettings,
+}
+ACTORS = ("proxy", *SETTINGS)
+DEFAULT_SETS: dict[str, list[str]] = {
+    "local": ["proxy", "logger", "mic", "vad", "stt", "llm", "persona", "tts", "player"],
+    "server": ["proxy", "logger", "vad", "stt", "llm", "persona", "tts"],
+    "pi": ["mic", "player"],
+    "typed": ["proxy", "logger", "llm", "persona", "tts", "player"],
+}
+ADDRESS_ENV = "ROCKY_RELAY_BUS"
+"""host[:port] of the bus proxy, e.g. 192.168.1.20 (pub on port, sub on port+1)."""
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+def default_config() -> dict[str, Any]:
+    bus = BusAddress()
+    config: dict[str, Any] = {"bus": {"pub": bus.pub_addr, "sub": bus.sub_addr},
+                              "sets": {k: list(v) for k, v in DEFAULT_SETS.items()}}
+    for name, cls in SETTINGS.items():
+        config[name] = dataclasses.asdict(cls())
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Defaults, then the TOML file (if any), then the environment's bus address, then `key=value`s."""
+    config = default_config()
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                _merge(config, tomllib.load(f), str(path))
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML: {exc}") from exc
+    if env := os.environ.get(ADDRESS_ENV):
+        host, _, port = env.partition(":")
+        port_no = int(port or 7750)
+        config["bus"] = {"pub": f"tcp://{host}:{port_no}", "sub": f"tcp://{host}:{port_no + 1}"}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, field = key.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. llm.max_tokens=32")
+        _merge(config, {section: {field: _coerce(section, field, value.strip())}}, "--set")
+    return config
+
+
+def bus_address(config: dict[str, Any]) -> BusAddress:
+    return BusAddress(pub_addr=config["bus"]["pub"], sub_addr=config["bus"]["sub"])
+
+
+def settings_for(name: str, config: dict[str, Any]) -> Any:
+    return SETTINGS[name](**config[name])
+
+
+def actor_set(config: dict[str, Any], name: str) -> list[str]:
+    if name not in config["sets"]:
+        raise ConfigError(f"no actor set {name!r}; the config has {sorted(config['sets'])}")
+    return list(config["sets"][name])
+
+
+def _merge(config: dict[str, Any], update: dict[str, Any], origin: str) -> None:
+    for section, values in update.items():
+        if section == "sets":
+            for set_name, members in values.items():
+                unknown = set(members) - set(ACTORS)
+                if unknown:
+                    raise ConfigError(f"{origin}: set {set_name!r} names unknown actors {sorted(unknown)}")
+                config["sets"][set_name] = list(members)
+        elif section == "bus":
+            for key, value in values.items():
+                if key not in ("pub", "sub"):
+                    raise ConfigError(f"{origin}: [bus] has no key {key!r} (pub, sub)")
+                config["bus"][key] = str(value)
+        elif section in SETTINGS:
+            fields = {f.name: f for f in dataclasses.fields(SETTINGS[section])}
+            for key, value in values.items():
+                if key not in fields:
+                    raise ConfigError(f"{origin}: [{section}] has no key {key!r}; keys: {', '.join(fields)}")
+                config[section][key] = value
+        else:
+            raise ConfigError(f"{origin}: unknown section [{section}]; sections: bus, sets, {', '.join(SETTINGS)}")
+
+
+def _coerce(section: str, field: str, value: str) -> Any:
+    """Turn a command-line string into the field's type."""
+    if section not in SETTINGS:
+        return value
+    hints = typing.get_type_hints(SETTINGS[section])
+    kind = hints.get(field, str)
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return kind(value)
+    except ValueError as exc:
+        raise ConfigError(f"--set {section}.{field}={value!r}: not a {kind.__name__}") from exc

@@ -1,0 +1,180 @@
+"""Spawns an actor set, waits for every `Ready`, restarts what crashes, and stops it all.
+
+Every actor is its own OS process (`python -m launch.actor_main`), in its own
+process session so a terminal's Ctrl-C reaches only the supervisor, which then
+stops the set in order. Children also get PR_SET_PDEATHSIG, so even a
+supervisor killed with -9 leaves no orphan behind. One long-lived monitor
+thread does all spawning, because the death signal is tied to the thread that
+forked the child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bus.handshake import prove_path, wait_for_actors
+from bus.messages import Ready, Shutdown
+from bus.sockets import BusClient
+from launch.config import bus_address
+
+RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Delay before the n-th quick restart of the same actor: no restart storms."""
+STABLE_AFTER_S = 30.0
+"""An actor that ran this long is healthy again: its backoff starts over."""
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec (Linux): SIGTERM when the forking thread dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the supervisor's own stop() still cleans up
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    quick_failures: int = 0
+    next_start: float = 0.0
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, config: dict[str, Any], actors: list[str], log_dir: str | Path = "logs/actors") -> None:
+        self.config = config
+        self.children = {name: Child(name) for name in actors}
+        self.log_dir = Path(log_dir)
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.monitor: threading.Thread | None = None
+        self.started = threading.Event()
+        self.readies: dict[str, Ready] = {}
+        self.start_error: BaseException | None = None
+
+    # --- public ------------------------------------------------------------------
+    def start(self, timeout_s: float = 180.0) -> dict[str, Ready]:
+        """Spawn every actor and return once each has answered `Ready`."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.monitor = threading.Thread(target=self._monitor, name="supervisor", daemon=True)
+        self.monitor.start()
+        if not self.started.wait(30):
+            raise RuntimeError("supervisor could not spawn the actors")
+        names = {n for n in self.children if n != "proxy"}
+        client = BusClient(bus_address(self.config), name="supervisor")
+        try:
+            prove_path(client, timeout_s=min(30.0, timeout_s))
+            self.readies = wait_for_actors(client, names, timeout_s=timeout_s)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {self.failure_summary()}") from exc
+        finally:
+            client.close()
+        return self.readies
+
+    def pid(self, name: str) -> int | None:
+        proc = self.children[name].process
+        return proc.pid if proc is not None else None
+
+    def restarts(self, name: str) -> int:
+        return self.children[name].restarts
+
+    def failure_summary(self) -> str:
+        dead = [f"{c.name} exited {c.exit_codes[-1]}" for c in self.children.values() if c.exit_codes]
+        return ("; ".join(dead) + f" (logs in {self.log_dir}/)") if dead else "no actor exited"
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Ask every actor to stop over the bus, then SIGTERM, then SIGKILL what is left."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        client = BusClient(bus_address(self.config), name="supervisor-stop")
+        try:
+            try:
+                prove_path(client, timeout_s=1.0)
+                client.publish(Shutdown())
+            except TimeoutError:
+                pass  # no proxy: signals below do it
+            self._wait_exit({n for n in self.children if n != "proxy"}, grace_s)
+        finally:
+            client.close()
+        self._signal_all(signal.SIGTERM)
+        self._wait_exit(set(self.children), 2.0)
+        self._signal_all(signal.SIGKILL)
+        self._wait_exit(set(self.children), 2.0)
+        if self.monitor is not None:
+            self.monitor.join(timeout=2)
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- internals ---------------------------------------------------------------
+    def _spawn(self, child: Child) -> None:
+        log = open(self.log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            child.process = subprocess.Popen(
+                [sys.executable, "-m", "launch.actor_main", child.name, json.dumps(self.config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        finally:
+            log.close()
+        child.started_at = time.monotonic()
+
+    def _monitor(self) -> None:
+        order = sorted(self.children.values(), key=lambda c: c.name != "proxy")  # the proxy first
+        for child in order:
+            self._spawn(child)
+        self.started.set()
+        while not self.stopping.wait(0.05):
+            for child in order:
+                self._check(child)
+
+    def _check(self, child: Child) -> None:
+        proc = child.process
+        now = time.monotonic()
+        if proc is not None and proc.poll() is not None:
+            child.exit_codes.append(proc.returncode)
+            child.process = None
+            quick = now - child.started_at < STABLE_AFTER_S
+            child.quick_failures = child.quick_failures + 1 if quick else 0
+            delay = RESTART_BACKOFF_S[min(child.quick_failures, len(RESTART_BACKOFF_S)) - 1] if quick else 0.0
+            child.next_start = now + delay
+            sys.stderr.write(f"rocky-relay: {child.name} exited with {proc.returncode}; "
+                             f"restarting in {delay:.1f} s (log: {self.log_dir / (child.name + '.log')})\n")
+        if child.process is None and now >= child.next_start and not self.stopping.is_set():
+            child.restarts += 1
+            self._spawn(child)
+
+    def _signal_all(self, sig: int) -> None:
+        for child in self.children.values():
+            if child.process is not None and child.process.poll() is None:
+                try:
+                    child.process.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+
+    def _wait_exit(self, names: set[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for name in names:
+            proc = self.children[name].process
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass

@@ -1,0 +1,97 @@
+"""Driving turns from the outside, as the CLI and the tests do: press, speak, release, wait.
+
+A `TurnDriver` is a bus client that plays the button (or types the words),
+follows the turn's messages and returns the logger's record of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors.button import ButtonPublisher, new_turn_id
+from bus.codec import Envelope
+from bus.handshake import prove_path
+from bus.messages import AudioFrame, Transcript, TurnRecord
+from bus.sockets import BusAddress, BusClient
+
+Printer = Callable[[Envelope], None]
+HEADLINE = ("release_to_first_audio_ms", "press_to_first_audio_ms")
+STAGES = ("capture_ms", "stt_ms", "llm_first_token_ms", "llm_total_ms", "tokens_per_s", "persona_ms",
+          "tts_first_chunk_ms", "tts_total_ms", "bus_transit_ms_p50")
+
+
+class TurnDriver:
+    def __init__(self, address: BusAddress, session: str = "local", source: str = "script") -> None:
+        self.client = BusClient(address, ("stt.final", "llm.done", "turn.", "audio.in", "player"), name="driver")
+        prove_path(self.client)
+        self.button = ButtonPublisher(self.client, session=session, source=source)
+        self.session = session
+
+    def close(self) -> None:
+        self.client.close()
+
+    def spoken_turn(self, max_speech_s: float = 60.0, timeout_s: float = 120.0,
+                    on_event: Printer | None = None) -> dict[str, Any]:
+        """Hold the button until a finite mic source (WAV) has given all its audio, then release."""
+        turn = self.button.press()
+        deadline = time.monotonic() + max_speech_s
+        while time.monotonic() < deadline:
+            env = self.client.recv(timeout_ms=100)
+            if env is None:
+                continue
+            if on_event:
+                on_event(env)
+            msg = env.msg
+            if msg.turn != turn:
+                continue
+            if isinstance(msg, AudioFrame) and msg.source_end:
+                break
+            if isinstance(msg, TurnRecord):  # the mic refused its source: the turn is over
+                self.button.turn_open = False
+                return msg.record
+        self.button.release()
+        return self.wait_record(turn, timeout_s, on_event)
+
+    def typed_turn(self, text: str, timeout_s: float = 120.0, on_event: Printer | None = None) -> dict[str, Any]:
+        turn = new_turn_id(self.button.turn)
+        self.button.turn = turn
+        self.client.publish(Transcript(session=self.session, turn=turn, text=text, source="typed"))
+        return self.wait_record(turn, timeout_s, on_event)
+
+    def wait_record(self, turn: int, timeout_s: float, on_event: Printer | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            env = self.client.recv(timeout_ms=200)
+            if env is None:
+                continue
+            if on_event:
+                on_event(env)
+            if isinstance(env.msg, TurnRecord) and env.msg.turn == turn:
+                self.button.turn_open = False
+                return env.msg.record
+        raise TimeoutError(f"turn {turn}: no record after {timeout_s:.0f} s (is the logger running?)")
+
+
+def print_event(env: Envelope, write: Callable[[str], None] = print) -> None:
+    """The few messages a person wants to see during a turn."""
+    msg = env.msg
+    if isinstance(msg, Transcript) and msg.final:
+        write(f"you:   {msg.text}")
+    elif env.topic == "llm.done":
+        write(f"llm:   {getattr(msg, 'text', '')}")
+    elif env.topic == "turn.error":
+        write(f"error: [{getattr(msg, 'stage', '?')}] {getattr(msg, 'reason', '')}")
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """A short human summary of a turn record."""
+    lines = [f"rocky: {record.get('spoken_text') or '(nothing)'}", f"status: {record['status']}"]
+    if record.get("error"):
+        lines.append(f"error: [{record['error']['stage']}] {record['error']['reason']}")
+    for key in (*HEADLINE, *STAGES):
+        value = record.get(key)
+        if value is not None:
+            lines.append(f"  {key:28s} {value:10.1f}")
+    return "\n".join(lines)
