@@ -144,7 +144,7 @@ class Actor:
         """Run a hook; an exception ends the turn of the message `about`, never the actor."""
         try:
             hook()
-        except Exception as exc:  # noqa: BLE001 - an actor must outlive any one message
+        except Exception as exc:
             self.log.exception("handler_failed", actor=self.name)
             if about is not None:
                 self.fail_turn(about, f"{self.name} failed: {type(exc).__name__}: {exc}")

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from bus.messages import (AudioChunk, ButtonEvent, CaptureEnd, Interrupt, LlmDone, LlmToken, Message,
-                          PlayerEvent, Say, Transcript, TurnError)
+from bus.messages import (
+    AudioChunk,
+    ButtonEvent,
+    CaptureEnd,
+    Interrupt,
+    LlmDone,
+    LlmToken,
+    Message,
+    PlayerEvent,
+    Say,
+    Transcript,
+    TurnError,
+)
 
 TIMING_FIELDS = (
     "capture_ms", "bus_transit_ms_p50", "bus_transit_ms_max", "stt_ms", "stt_compute_ms",
@@ -106,7 +117,7 @@ class TurnTimeline:
         rec: dict[str, Any] = {
             "session": self.session,
             "turn": self.turn,
-            "started": datetime.fromtimestamp(self.turn / 1000, timezone.utc).isoformat(),
+            "started": datetime.fromtimestamp(self.turn / 1000, UTC).isoformat(),
             "status": status,
             "source": t.source if t else ("speech" if self.press else "unknown"),
             "text_in": t.text if t else "",

@@ -13,7 +13,6 @@ Anything else raises `CodecError`, which receivers log and drop.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -82,10 +81,14 @@ def decode(frames: list[bytes]) -> Envelope:
     return Envelope(topic=topic, msg=msg, payload=payload)
 
 
-@functools.cache
+_FIELD_TYPES: dict[type[Message], dict[str, Any]] = {}
+
+
 def _field_types(cls: type[Message]) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    if cls not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return _FIELD_TYPES[cls]
 
 
 def _build(cls: type[Message], values: dict[str, Any]) -> Message:

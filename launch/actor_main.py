@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         actor.run(bus_address(config))
-    except Exception as exc:  # noqa: BLE001 - report why the start failed, then exit non-zero
+    except Exception as exc:
         actor.log.error("actor_failed", error=f"{type(exc).__name__}: {exc}")
         return EXIT_START_FAILED
     return 0

@@ -10,6 +10,7 @@ forked the child.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -163,10 +164,8 @@ class Supervisor:
     def _signal_all(self, sig: int) -> None:
         for child in self.children.values():
             if child.process is not None and child.process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(sig)
-                except ProcessLookupError:
-                    pass
 
     def _wait_exit(self, names: set[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -174,7 +173,5 @@ class Supervisor:
             proc = self.children[name].process
             if proc is None:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass

@@ -27,7 +27,7 @@ class ActorThread:
     def _run(self) -> None:
         try:
             self.actor.run(self.address)
-        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+        except BaseException as exc:
             self.error = exc
 
     def __enter__(self) -> ActorThread:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import sys
 import tempfile
 import wave
 from pathlib import Path
@@ -14,12 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-# No pytest config puts the project root on sys.path yet; make the test runnable as
-# `.venv/bin/pytest tests/test_wav.py` from any checkout without it.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 from bus.wav import (
     TARGET_RATE,
@@ -146,8 +139,7 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["empty", "random", "text", "missing", "directory"]
-    + ["float", "low_rate", "int32", "header_only"],
+    ["empty", "random", "text", "missing", "directory", "float", "low_rate", "int32", "header_only"],
 )
 def test_bad_inputs_raise_wav_error_naming_file(tmp_path: Path, case: str) -> None:
     full = write_raw(tmp_path / "full.wav", sine(16000).tobytes(), 16000)
