@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import TypeVar
 
 from actors.base import Actor
 from bus.codec import Envelope
@@ -96,5 +97,8 @@ def run_actor(actor: Actor, address: BusAddress, send: Sequence[Sendable],
         client.close()
 
 
-def of_type(envs: Sequence[Envelope], cls: type[Message]) -> list[Message]:
+M = TypeVar("M", bound=Message)
+
+
+def of_type(envs: Sequence[Envelope], cls: type[M]) -> list[M]:
     return [e.msg for e in envs if isinstance(e.msg, cls)]

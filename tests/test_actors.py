@@ -38,7 +38,7 @@ from bus.messages import (
 )
 from bus.sockets import BusAddress
 from bus.wav import load_pcm16_mono, write_wav
-from tests.helpers import of_type, run_actor
+from tests.helpers import Sendable, of_type, run_actor
 
 SAMPLES = Path(__file__).resolve().parents[1] / "launch" / "samples"
 TURN = 1_700_000_000_000
@@ -53,30 +53,31 @@ def frames_of(pcm: np.ndarray, turn: int = TURN) -> list[tuple[AudioFrame, bytes
 def test_vad_marks_speech_start_and_stop(bus_address: BusAddress) -> None:
     pcm = load_pcm16_mono(SAMPLES / "question.wav")
     silence = np.zeros(16000, dtype=np.int16)  # a second after speech: the stop must show
-    send = [*frames_of(np.concatenate([pcm, silence])), CaptureEnd(turn=TURN, frames=1, duration_ms=20)]
+    send: list[Sendable] = [*frames_of(np.concatenate([pcm, silence])), CaptureEnd(turn=TURN, frames=1, duration_ms=20)]
     got = run_actor(VadActor(VadSettings()), bus_address, send, expect=[VadEvent, VadEvent], listen=["vad"])
     events = of_type(got, VadEvent)
-    assert [e.speech for e in events] == [True, False]  # type: ignore[attr-defined]
-    start, stop = (e.audio_ms for e in events)  # type: ignore[attr-defined]
+    assert [e.speech for e in events] == [True, False]
+    start, stop = (e.audio_ms for e in events)
     assert 100 <= start < 800 and start < stop <= 1000 * len(pcm) / 16000 + 400
 
 
 def test_stt_transcribes_a_turn_on_capture_end(bus_address: BusAddress) -> None:
     pcm = load_pcm16_mono(SAMPLES / "hello.wav")
-    send = [*frames_of(pcm), CaptureEnd(turn=TURN, frames=10, duration_ms=200)]
+    send: list[Sendable] = [*frames_of(pcm), CaptureEnd(turn=TURN, frames=10, duration_ms=200)]
     actor = SttActor(SttSettings(backend="fixed"), recognizer=FixedRecognizer("hello rocky"))
     got = run_actor(actor, bus_address, send, expect=[Transcript], listen=["stt."])
     (text,) = of_type(got, Transcript)
-    assert text.text == "hello rocky" and text.turn == TURN  # type: ignore[attr-defined]
-    assert text.audio_ms == 20.0 * (len(pcm) // 320)  # whole 20 ms frames  # type: ignore[attr-defined]
+    assert text.text == "hello rocky" and text.turn == TURN
+    assert text.audio_ms == 20.0 * (len(pcm) // 320)  # whole 20 ms frames
 
 
 def test_stt_refuses_silence_with_a_turn_error(bus_address: BusAddress) -> None:
-    send = [*frames_of(np.zeros(16000, dtype=np.int16)), CaptureEnd(turn=TURN, frames=50, duration_ms=1000)]
+    silence = np.zeros(16000, dtype=np.int16)
+    send: list[Sendable] = [*frames_of(silence), CaptureEnd(turn=TURN, frames=50, duration_ms=1000)]
     actor = SttActor(SttSettings(backend="fixed"), recognizer=FixedRecognizer("hallucination"))
     got = run_actor(actor, bus_address, send, expect=[TurnError], listen=["stt.", "turn."])
     (error,) = of_type(got, TurnError)
-    assert error.stage == "stt" and "no speech heard" in error.reason  # type: ignore[attr-defined]
+    assert error.stage == "stt" and "no speech heard" in error.reason
     assert not of_type(got, Transcript)
 
 
@@ -86,9 +87,9 @@ def test_llm_streams_tokens_then_done(bus_address: BusAddress) -> None:
                     expect=[LlmToken, LlmDone], listen=["llm."])
     tokens = of_type(got, LlmToken)
     (done,) = of_type(got, LlmDone)
-    assert "".join(t.text for t in tokens) == done.text == "You said: Where is Erid?"  # type: ignore[attr-defined]
-    assert [t.index for t in tokens] == list(range(len(tokens)))  # type: ignore[attr-defined]
-    assert done.tokens == len(tokens) and not done.cancelled  # type: ignore[attr-defined]
+    assert "".join(t.text for t in tokens) == done.text == "You said: Where is Erid?"
+    assert [t.index for t in tokens] == list(range(len(tokens)))
+    assert done.tokens == len(tokens) and not done.cancelled
 
 
 def test_llm_memory_is_trimmed_to_its_budget() -> None:
@@ -104,13 +105,13 @@ def test_llm_memory_is_trimmed_to_its_budget() -> None:
 
 def test_persona_cuts_clauses_and_speaks_rocky(bus_address: BusAddress) -> None:
     pieces = ["Hello", " friend", "!", " Are", " you", " going", " to", " the", " ship", "?"]
-    send = [LlmToken(turn=TURN, text=p, index=i) for i, p in enumerate(pieces)]
-    send.append(LlmDone(turn=TURN, text="".join(pieces), tokens=len(pieces)))  # type: ignore[arg-type]
+    send: list[Sendable] = [LlmToken(turn=TURN, text=p, index=i) for i, p in enumerate(pieces)]
+    send.append(LlmDone(turn=TURN, text="".join(pieces), tokens=len(pieces)))
     got = run_actor(PersonaActor(PersonaSettings(style="rocky")), bus_address, send,
                     expect=[Say, Say], listen=["say"])
     says = of_type(got, Say)
-    assert [s.text for s in says] == ["Hello friend friend friend!", "Are you going to ship, question?"]  # type: ignore[attr-defined]
-    assert [s.last for s in says] == [False, True]  # type: ignore[attr-defined]
+    assert [s.text for s in says] == ["Hello friend friend friend!", "Are you going to ship, question?"]
+    assert [s.last for s in says] == [False, True]
 
 
 def test_tts_speaks_each_clause_and_closes_the_reply(bus_address: BusAddress) -> None:
@@ -118,8 +119,8 @@ def test_tts_speaks_each_clause_and_closes_the_reply(bus_address: BusAddress) ->
     got = run_actor(TtsActor(TtsSettings(backend="tone")), bus_address, send,
                     expect=[AudioChunk] * 4, listen=["audio.out"])
     chunks = [e for e in got if isinstance(e.msg, AudioChunk)]
-    assert [c.msg.index for c in chunks] == list(range(4))  # type: ignore[attr-defined]
-    assert [c.msg.last for c in chunks] == [False, False, False, True]  # type: ignore[attr-defined]
+    assert [m.index for m in of_type(chunks, AudioChunk)] == list(range(4))
+    assert [m.last for m in of_type(chunks, AudioChunk)] == [False, False, False, True]
     assert all(len(c.payload) > 1000 for c in chunks[:3]) and chunks[3].payload == b""
 
 
@@ -130,7 +131,7 @@ def test_player_writes_the_reply_and_reports_it(bus_address: BusAddress, tmp_pat
     out = tmp_path / "reply-{turn}.wav"
     got = run_actor(PlayerActor(PlayerSettings(backend="wav", path=str(out))), bus_address, send,
                     expect=[PlayerEvent, PlayerEvent], listen=["player"])
-    assert [e.state for e in of_type(got, PlayerEvent)] == ["started", "finished"]  # type: ignore[attr-defined]
+    assert [e.state for e in of_type(got, PlayerEvent)] == ["started", "finished"]
     with wave.open(str(tmp_path / f"reply-{TURN}.wav")) as w:
         assert w.getframerate() == 22050 and w.getnframes() == 22050
 
@@ -139,7 +140,7 @@ def test_mic_streams_a_wav_between_press_and_release(bus_address: BusAddress) ->
     mic = MicActor(MicSettings(backend="wav", path=str(SAMPLES / "hello.wav"), realtime=False))
     got = run_actor(mic, bus_address, [ButtonEvent(turn=TURN, pressed=True)],
                     expect=[AudioFrame], listen=["audio.in"])
-    assert of_type(got, AudioFrame)[0].seq == 0  # type: ignore[attr-defined]
+    assert of_type(got, AudioFrame)[0].seq == 0
 
 
 def test_mic_refuses_a_bad_wav_and_stays_alive(bus_address: BusAddress, tmp_path: Path) -> None:
@@ -149,8 +150,8 @@ def test_mic_refuses_a_bad_wav_and_stays_alive(bus_address: BusAddress, tmp_path
     got = run_actor(mic, bus_address, [ButtonEvent(turn=TURN, pressed=True), Ping(nonce=99)],
                     expect=[TurnError, Ready], listen=["turn.", "ctl.ready"])
     (error,) = of_type(got, TurnError)
-    assert error.stage == "mic" and "notes.wav" in error.reason and "not a WAV" in error.reason  # type: ignore[attr-defined]
-    assert any(r.nonce == 99 for r in of_type(got, Ready))  # type: ignore[attr-defined]
+    assert error.stage == "mic" and "notes.wav" in error.reason and "not a WAV" in error.reason
+    assert any(r.nonce == 99 for r in of_type(got, Ready))
 
 
 class Exploding(Actor):
@@ -162,11 +163,11 @@ class Exploding(Actor):
 
 
 def test_a_failing_handler_ends_the_turn_not_the_actor(bus_address: BusAddress) -> None:
-    send = [Say(turn=TURN, text="x", index=0), [b"say", b"\xc1garbage"], Ping(nonce=7)]
+    send: list[Sendable] = [Say(turn=TURN, text="x", index=0), [b"say", b"\xc1garbage"], Ping(nonce=7)]
     got = run_actor(Exploding(), bus_address, send, expect=[TurnError, Ready], listen=["turn.", "ctl.ready"])
     (error,) = of_type(got, TurnError)
-    assert "kaboom" in error.reason  # type: ignore[attr-defined]
-    assert any(r.nonce == 7 for r in of_type(got, Ready))  # type: ignore[attr-defined]
+    assert "kaboom" in error.reason
+    assert any(r.nonce == 7 for r in of_type(got, Ready))
 
 
 def test_logger_writes_one_complete_record_per_turn(bus_address: BusAddress, tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ def test_logger_writes_one_complete_record_per_turn(bus_address: BusAddress, tmp
     lines = path.read_text().splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert record == published.record  # type: ignore[attr-defined]
+    assert record == published.record
     assert all(record[k] is not None for k in TIMING_FIELDS)
     assert record["release_to_first_audio_ms"] == 600.0 and record["press_to_first_audio_ms"] == 2600.0
     assert record["stt_ms"] == 300.0 and record["llm_first_token_ms"] == 100.0 and record["status"] == "ok"

@@ -10,7 +10,7 @@ import time
 import pytest
 import zmq
 
-from bus.codec import Envelope, encode
+from bus.codec import Envelope, decode, encode
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import AudioChunk, Message, Say
 from bus.sockets import MAX_FRAME_BYTES, BusAddress, BusClient
@@ -141,25 +141,43 @@ def test_oversize_frame_never_reaches_subscribers(bus_address: BusAddress) -> No
     raw = ctx.socket(zmq.PUB)
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(bus_address.pub_addr)
+    # A bare SUB without ZMQ_MAXMSGSIZE: whatever it misses, the proxy itself dropped.
+    bare = ctx.socket(zmq.SUB)
+    bare.setsockopt(zmq.LINGER, 0)
+    bare.setsockopt(zmq.SUBSCRIBE, b"audio.out")
+    bare.connect(bus_address.sub_addr)
     sender = BusClient(bus_address, name="sender")
     sub = BusClient(bus_address, ("audio.out",), name="sub")
+
+    def bare_indexes(window_s: float) -> list[int]:
+        found: list[int] = []
+        deadline = time.monotonic() + window_s
+        while (left := deadline - time.monotonic()) > 0:
+            if bare.poll(max(1, int(left * 1000))):
+                msg = decode(bare.recv_multipart()).msg
+                assert isinstance(msg, AudioChunk)
+                found.append(msg.index)
+        return found
+
     try:
         prove_path(sender, timeout_s=5)
         prove_path(sub, timeout_s=5)
-        # First prove the raw socket's own path, so the oversize frame is not lost to the slow joiner.
+        # First prove the raw socket's path to both subscribers, so the oversize frame is not lost
+        # to the slow joiner and the test could not pass for the wrong reason.
         small = AudioChunk(index=1, sample_rate=16000)
         deadline = time.monotonic() + 5
-        got: Envelope | None = None
-        while got is None and time.monotonic() < deadline:
+        sub_ok = bare_ok = False
+        while not (sub_ok and bare_ok) and time.monotonic() < deadline:
             raw.send_multipart(encode(small, PCM))
-            got = next((e for e in drain(sub, 0.05) if isinstance(e.msg, AudioChunk)), None)
-        assert got is not None and got.payload == PCM, "raw PUB never got through the proxy"
+            sub_ok = sub_ok or any(isinstance(e.msg, AudioChunk) for e in drain(sub, 0.05))
+            bare_ok = bare_ok or 1 in bare_indexes(0.01)
+        assert sub_ok and bare_ok, "raw PUB never got through the proxy"
         drain(sub, 0.1)
+        bare_indexes(0.1)
 
         big = encode(AudioChunk(index=2, sample_rate=16000), b"\x00" * (MAX_FRAME_BYTES + 1))
         raw.send_multipart(big, copy=False)
-        after = AudioChunk(index=3, sample_rate=16000)
-        sender.publish(after, PCM)
+        sender.publish(AudioChunk(index=3, sample_rate=16000), PCM)
         seen = [recv_type(sub, AudioChunk)]
         seen += drain(sub, 0.5)
         indexes = [e.msg.index for e in seen if isinstance(e.msg, AudioChunk)]
@@ -167,8 +185,10 @@ def test_oversize_frame_never_reaches_subscribers(bus_address: BusAddress) -> No
         assert 2 not in indexes
         assert all(len(e.payload) <= MAX_FRAME_BYTES for e in seen)
         assert sub.dropped == 0
+        assert 2 not in bare_indexes(0.3)
     finally:
         raw.close(0)
+        bare.close(0)
         sender.close()
         sub.close()
 

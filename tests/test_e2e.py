@@ -54,7 +54,8 @@ def speak(voice: object, text: str, rate: int = 16000) -> np.ndarray:
     audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])  # type: ignore[attr-defined]
     audio = resample(audio.astype(np.float32), voice.config.sample_rate, rate)  # type: ignore[attr-defined]
     pad = np.zeros(rate // 5, dtype=np.float32)
-    return (np.clip(np.concatenate([pad, audio, pad]), -1, 1) * 32767).astype(np.int16)
+    pcm: np.ndarray = (np.clip(np.concatenate([pad, audio, pad]), -1, 1) * 32767).astype(np.int16)
+    return pcm
 
 
 @pytest.fixture(scope="module")
