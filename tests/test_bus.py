@@ -137,7 +137,7 @@ def test_wait_for_actors_names_the_missing_actor(bus_address: BusAddress) -> Non
 
 
 def test_oversize_frame_never_reaches_subscribers(bus_address: BusAddress) -> None:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     raw = ctx.socket(zmq.PUB)
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(bus_address.pub_addr)
