@@ -84,6 +84,10 @@ class Actor:
             if not self._control(env):
                 self._pending.append(env)
 
+    def pending(self, predicate: Callable[[Message], bool]) -> bool:
+        """True when a queued data message (see `check_control`) matches `predicate`."""
+        return any(predicate(env.msg) for env in self._pending)
+
     def fail_turn(self, about: Message, reason: str) -> None:
         """End `about`'s turn with an error everyone (logger, CLI, player) sees."""
         self.log.warning("turn_failed", session=about.session, turn=about.turn, reason=reason)

@@ -66,12 +66,16 @@ class LlmActor(Actor):
         for piece in self.generator.stream(prompt, msg.text):
             if not pieces:
                 first_token_ms = 1000.0 * (time.perf_counter() - arrived)
-            self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=len(pieces)))
+            if self.settings.streaming:
+                self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=len(pieces)))
             pieces.append(piece)
             self.check_control()
             if self.is_cancelled(msg.session, msg.turn) or self.stopping:
                 cancelled = True
                 break
+        if not self.settings.streaming and not cancelled:  # sequential: the whole reply at once
+            for index, piece in enumerate(pieces):
+                self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=index))
         reply = "".join(pieces).strip()
         total_ms = 1000.0 * (time.perf_counter() - arrived)
         if not cancelled:

@@ -35,6 +35,8 @@ class LlmSettings:
     history_tokens: int = 384
     """Conversation memory kept per session, oldest exchanges trimmed first."""
     threads: int = 2
+    streaming: bool = True
+    """Publish tokens as they come (False: the sequential flow, all of them once the reply is whole)."""
 
 
 def build_prompt(history: list[tuple[str, str]], user_text: str) -> str:

@@ -24,6 +24,10 @@ class PersonaSettings:
     style: str = "rocky"
     """rocky (Rocky-speak) or none (the LLM's words as they are)."""
     min_clause_chars: int = 12
+    first_clause_words: int = 5
+    """Cut the first clause after this many words if no punctuation came yet (0: never)."""
+    streaming: bool = True
+    """Speak clause by clause (False: the sequential flow, one `say` with the whole reply)."""
 
 
 class PersonaActor(Actor):
@@ -45,10 +49,17 @@ class PersonaActor(Actor):
     def handle(self, env: Envelope) -> None:
         msg = env.msg
         key = (msg.session, msg.turn)
-        if isinstance(msg, LlmToken):
+        if isinstance(msg, LlmDone) and not self.settings.streaming:
+            if not msg.cancelled:
+                self._say(msg.session, msg.turn, msg.text.strip(), last=True)
+            self.said.pop(key, None)
+        elif isinstance(msg, LlmToken) and not self.settings.streaming:
+            return
+        elif isinstance(msg, LlmToken):
             splitter = self.splitters.get(key)
             if splitter is None:
-                splitter = self.splitters[key] = ClauseSplitter(min_chars=self.settings.min_clause_chars)
+                splitter = self.splitters[key] = ClauseSplitter(
+                    min_chars=self.settings.min_clause_chars, first_clause_words=self.settings.first_clause_words)
                 self._forget_old_turns()
             for clause in splitter.feed(msg.text):
                 self._say(msg.session, msg.turn, clause, last=False)

@@ -185,11 +185,14 @@ class ClauseSplitter:
     yields exactly the clauses that feeding the whole text would.
     """
 
-    def __init__(self, min_chars: int = 12, max_chars: int = 160) -> None:
-        if max_chars < 1 or min_chars < 0:
-            raise ValueError("ClauseSplitter needs max_chars >= 1 and min_chars >= 0")
+    def __init__(self, min_chars: int = 12, max_chars: int = 160, first_clause_words: int = 0) -> None:
+        if max_chars < 1 or min_chars < 0 or first_clause_words < 0:
+            raise ValueError("ClauseSplitter needs max_chars >= 1, min_chars >= 0, first_clause_words >= 0")
         self.min_chars = min_chars
         self.max_chars = max_chars
+        self.first_clause_words = first_clause_words
+        """When > 0, the first clause is cut after this many words even without punctuation:
+        speech starts sooner, at some cost in phrasing."""
         self.reset()
 
     def reset(self) -> None:
@@ -248,9 +251,12 @@ class ClauseSplitter:
             return False
         sentence_end = last in _HARD
         # The first clause goes out early so speech starts as soon as possible.
-        first_ok = self._first and (sentence_end or len(clause.split()) >= 2)
+        words = len(clause.split())
+        first_ok = self._first and (sentence_end or words >= 2)
         if not (first_ok or len(clause) >= self.min_chars):
             return False
+        if self._first and 0 < self.first_clause_words <= words and last not in _SOFT:
+            return True
         if sentence_end or space == "\n":
             return True
         if last in _SOFT:

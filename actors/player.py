@@ -31,6 +31,8 @@ class PlayerSettings:
     """WAV backend: where replies go; {session} and {turn} are filled in."""
     block_ms: float = 20.0
     """sounddevice block: an interrupt silences the output within one block."""
+    streaming: bool = True
+    """Play each chunk as it arrives (False: the sequential flow, play once the reply's audio is whole)."""
 
 
 class PlayerActor(Actor):
@@ -44,6 +46,7 @@ class PlayerActor(Actor):
         self.current: tuple[str, int] | None = None
         self.started_sent = False
         self.last_seen = False
+        self.held: list[bytes] = []
 
     def on_start(self) -> None:
         if self.sink is None:
@@ -66,11 +69,17 @@ class PlayerActor(Actor):
                 if self.current is not None:
                     self._stop("superseded")
                 self.current, self.started_sent, self.last_seen = key, False, False
+                self.held = []
                 self.sink.begin(msg.session, msg.turn, msg.sample_rate)
                 self.poll_ms = ACTIVE_POLL_MS
-            if env.payload:
+            if env.payload and self.settings.streaming:
                 self.sink.write(env.payload, msg.sample_rate)
+            elif env.payload:
+                self.held.append(env.payload)
             if msg.last:
+                if self.held:
+                    self.sink.write(b"".join(self.held), msg.sample_rate)
+                    self.held = []
                 self.last_seen = True
                 self.sink.end()
             self._report()

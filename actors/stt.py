@@ -1,8 +1,12 @@
-"""Speech to text: buffers a turn's mic frames and transcribes them with faster-whisper.
+"""Speech to text: transcribes a turn's mic frames with faster-whisper, mostly before release.
 
-Subscribes to `audio.in` (frames and the capture end) and `vad`; publishes the
-final transcript on `stt.final`, or a `TurnError` when there is nothing to
-transcribe, so a turn never hangs on silence.
+Subscribes to `audio.in` (frames and the capture end) and `vad`; publishes
+`stt.partial` while the button is held and `stt.final` at release, or a
+`TurnError` when there is nothing to transcribe, so a turn never hangs on
+silence. Streaming: a partial runs every `partial_every_ms` of new audio and
+at once when VAD hears speech stop; that *settled* partial covers every word,
+so when VAD hears nothing after it the final reuses it and release costs no
+transcription at all. Otherwise the whole capture is transcribed at release.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class SttSettings:
     language: str = "en"
     threads: int = 2
     fixed_text: str = "hello"
+    streaming: bool = True
+    """Transcribe while the button is held (False: the sequential flow, all of it after release)."""
+    partial_every_ms: float = 1000.0
+    """New audio between two partials while speech goes on."""
 
 
 class Recognizer(Protocol):
@@ -83,7 +91,17 @@ class FixedRecognizer:
 class _TurnAudio:
     chunks: list[bytes] = field(default_factory=list)
     samples: int = 0
-    speech_seen: bool = False
+    speaking: bool = False
+    """VAD's latest word: speech going on."""
+    partial_text: str = ""
+    partial_samples: int = 0
+    """Audio the latest partial covered."""
+    settled: bool = False
+    """The latest partial was made after speech stopped and nothing was heard since."""
+
+    @property
+    def audio_ms(self) -> float:
+        return 1000.0 * self.samples / SAMPLE_RATE
 
 
 class SttActor(Actor):
@@ -112,19 +130,27 @@ class SttActor(Actor):
         msg = env.msg
         key = (msg.session, msg.turn)
         if isinstance(msg, AudioFrame):
-            self._add_frame(key, msg, env.payload)
-        elif isinstance(msg, VadEvent) and msg.speech:
-            self.turns.setdefault(key, _TurnAudio()).speech_seen = True
+            audio = self._add_frame(key, msg, env.payload)
+            due = audio is not None and audio.speaking and (
+                audio.samples - audio.partial_samples) >= self.settings.partial_every_ms * SAMPLE_RATE / 1000
+            if audio is not None and due:
+                self._partial(msg, audio, settled=False)
+        elif isinstance(msg, VadEvent):
+            audio = self.turns.setdefault(key, _TurnAudio())
+            audio.speaking = msg.speech
+            audio.settled = False
+            if not msg.speech:
+                self._partial(msg, audio, settled=True)
         elif isinstance(msg, CaptureEnd):
             self._finish(msg, self.turns.pop(key, _TurnAudio()))
 
     def on_interrupt(self, msg: object) -> None:
         self.turns = {k: v for k, v in self.turns.items() if not self.is_cancelled(*k)}
 
-    def _add_frame(self, key: tuple[str, int], frame: AudioFrame, pcm: bytes) -> None:
+    def _add_frame(self, key: tuple[str, int], frame: AudioFrame, pcm: bytes) -> _TurnAudio | None:
         if frame.sample_rate != SAMPLE_RATE:
             self.log.warning("frame_rate_refused", rate=frame.sample_rate, want=SAMPLE_RATE)
-            return
+            return None
         if len(self.turns) > 8 and key not in self.turns:
             # Turns whose capture end was lost must not pile up forever.
             self.turns.pop(next(iter(self.turns)))
@@ -132,6 +158,26 @@ class SttActor(Actor):
         if audio.samples < MAX_TURN_SECONDS * SAMPLE_RATE:
             audio.chunks.append(pcm)
             audio.samples += len(pcm) // 2
+        return audio
+
+    def _partial(self, about: AudioFrame | VadEvent, audio: _TurnAudio, settled: bool) -> None:
+        """Transcribe what is there so far, unless the release already came (the final is due)."""
+        if not self.settings.streaming or audio.samples < MIN_SPEECH_MS * SAMPLE_RATE / 1000:
+            return
+        self.check_control()
+        if self.pending(lambda m: isinstance(m, CaptureEnd) and (m.session, m.turn) == (about.session, about.turn)):
+            return
+        assert self.recognizer is not None
+        pcm = np.frombuffer(b"".join(audio.chunks), dtype=np.int16)
+        started = time.perf_counter()
+        text = self.recognizer.transcribe(pcm.astype(np.float32) / 32768.0)
+        compute_ms = 1000.0 * (time.perf_counter() - started)
+        audio.partial_text, audio.partial_samples = text, len(pcm)
+        # Frames that came in meanwhile are still queued; VAD's next word decides whether this holds.
+        audio.settled = settled and not audio.speaking
+        self.publish(Transcript(session=about.session, turn=about.turn, text=text, final=False,
+                                audio_ms=1000.0 * len(pcm) / SAMPLE_RATE, compute_ms=compute_ms,
+                                settled=audio.settled))
 
     def _finish(self, end: CaptureEnd, audio: _TurnAudio) -> None:
         assert self.recognizer is not None
@@ -143,12 +189,14 @@ class SttActor(Actor):
         if is_silent(pcm):
             self.fail_turn(end, "no speech heard: the recording is silent (check the microphone)")
             return
+        reuse = audio.settled and not audio.speaking and bool(audio.partial_text)
         started = time.perf_counter()
-        text = self.recognizer.transcribe(pcm.astype(np.float32) / 32768.0)
+        text = audio.partial_text if reuse else self.recognizer.transcribe(pcm.astype(np.float32) / 32768.0)
         compute_ms = 1000.0 * (time.perf_counter() - started)
         if not text:
             self.fail_turn(end, "no words recognised in the recording")
             return
-        self.log.info("transcribed", turn=end.turn, text=text, audio_ms=audio_ms, compute_ms=compute_ms)
+        self.log.info("transcribed", turn=end.turn, text=text, audio_ms=audio_ms, compute_ms=compute_ms,
+                      reused_partial=reuse)
         self.publish(Transcript(session=end.session, turn=end.turn, text=text, final=True,
-                                audio_ms=audio_ms, compute_ms=compute_ms))
+                                audio_ms=audio_ms, compute_ms=compute_ms, reused_partial=reuse))

@@ -29,6 +29,8 @@ class TtsSettings:
     """Speaking pace: below 1 is faster."""
     sample_rate: int = 22050
     """Rate of the silent and tone backends (Piper uses its voice's own)."""
+    streaming: bool = True
+    """Send each piece as soon as it is synthesised (False: the sequential flow, one chunk per reply)."""
 
 
 class Synthesizer(Protocol):
@@ -122,12 +124,18 @@ class TtsActor(Actor):
             while len(self.chunk_index) > 16:  # turns whose last clause never came
                 self.chunk_index.pop(next(iter(self.chunk_index)))
         if msg.text.strip():
+            pieces: list[bytes] = []
             for pcm in self.synth.synthesize(msg.text):
                 self.check_control()
                 if self.is_cancelled(*key) or self.stopping:
                     self.chunk_index.pop(key, None)
                     return
-                self._send(msg, pcm.tobytes(), last=False)
+                if self.settings.streaming:
+                    self._send(msg, pcm.tobytes(), last=False)
+                else:
+                    pieces.append(pcm.tobytes())
+            if pieces:
+                self._send(msg, b"".join(pieces), last=False)
         if msg.last:
             self._send(msg, b"", last=True)
             self.chunk_index.pop(key, None)

@@ -22,7 +22,8 @@ class VadSettings:
     aggressiveness: int = 2
     """webrtcvad mode 0 (least) to 3 (most eager to call audio non-speech)."""
     start_frames: int = 3
-    stop_frames: int = 15
+    stop_frames: int = 10
+    """200 ms of non-speech ends an utterance: the settled partial starts then."""
 
 
 class SpeechDetector(Protocol):

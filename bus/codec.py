@@ -44,7 +44,10 @@ def encode(msg: Message, payload: bytes = b"", topic: str | None = None) -> list
         raise CodecError(f"{type(msg).__name__} carries no payload")
     fields = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
     header = msgpack.packb({"v": PROTOCOL_VERSION, "t": msg.WIRE_NAME, "f": fields}, use_bin_type=True)
-    frames = [(topic or topic_for(msg)).encode("ascii"), header]
+    try:
+        frames = [(topic or topic_for(msg)).encode("ascii"), header]
+    except UnicodeEncodeError as exc:
+        raise CodecError(f"topic {topic!r} is not ASCII") from exc
     if msg.HAS_PAYLOAD:
         frames.append(bytes(payload))
     return frames
@@ -67,7 +70,7 @@ def decode(frames: list[bytes]) -> Envelope:
         raise CodecError(f"header is not msgpack: {exc}") from exc
     if not isinstance(head, dict) or set(head) != {"v", "t", "f"}:
         raise CodecError("header is not a {v, t, f} map")
-    if head["v"] != PROTOCOL_VERSION:
+    if type(head["v"]) is not int or head["v"] != PROTOCOL_VERSION:
         raise CodecError(f"protocol version {head['v']!r}, this side speaks {PROTOCOL_VERSION}")
     cls = REGISTRY.get(head["t"]) if isinstance(head["t"], str) else None
     if cls is None:

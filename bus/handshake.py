@@ -29,7 +29,7 @@ def prove_path(client: BusClient, timeout_s: float = 10.0) -> None:
             env = client.recv(timeout_ms=left * 1000)
             if env is not None and isinstance(env.msg, Ping) and env.msg.nonce == nonce:
                 return
-    raise TimeoutError(f"{client.name}: no path through the bus proxy after {timeout_s:.0f} s "
+    raise TimeoutError(f"{client.name}: no path through the bus proxy after {timeout_s:g} s "
                        "(is the proxy running, and are the bus addresses right?)")
 
 
@@ -49,4 +49,4 @@ def wait_for_actors(client: BusClient, actors: set[str], timeout_s: float = 120.
         if actors <= set(found):
             return found
     missing = ", ".join(sorted(actors - set(found)))
-    raise TimeoutError(f"actors not ready after {timeout_s:.0f} s: {missing} (see logs/actors/)")
+    raise TimeoutError(f"actors not ready after {timeout_s:g} s: {missing} (see logs/actors/)")

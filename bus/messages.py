@@ -125,6 +125,10 @@ class Transcript(Message):
     """Time the recogniser spent on it."""
     source: str = "speech"
     """speech or typed."""
+    settled: bool = False
+    """Partial made after VAD saw speech stop: it covers every word heard so far."""
+    reused_partial: bool = False
+    """Final that reuses the settled partial because VAD heard nothing after it."""
 
 
 @message("tok")

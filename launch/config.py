@@ -66,6 +66,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"config file {path}: not valid TOML: {exc}") from exc
     if env := os.environ.get(ADDRESS_ENV):
         host, _, port = env.partition(":")
+        if not host or not (port or "7750").isdigit():
+            raise ConfigError(f"{ADDRESS_ENV}={env!r}: expected host or host:port (IPv4 or a name)")
         port_no = int(port or 7750)
         config["bus"] = {"pub": f"tcp://{host}:{port_no}", "sub": f"tcp://{host}:{port_no + 1}"}
     for item in overrides:
@@ -93,8 +95,12 @@ def actor_set(config: dict[str, Any], name: str) -> list[str]:
 
 def _merge(config: dict[str, Any], update: dict[str, Any], origin: str) -> None:
     for section, values in update.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: {section} must be a table ([{section}]), not {type(values).__name__}")
         if section == "sets":
             for set_name, members in values.items():
+                if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                    raise ConfigError(f"{origin}: set {set_name!r} must be a list of actor names")
                 unknown = set(members) - set(ACTORS)
                 if unknown:
                     raise ConfigError(f"{origin}: set {set_name!r} names unknown actors {sorted(unknown)}")
@@ -109,13 +115,25 @@ def _merge(config: dict[str, Any], update: dict[str, Any], origin: str) -> None:
             for key, value in values.items():
                 if key not in fields:
                     raise ConfigError(f"{origin}: [{section}] has no key {key!r}; keys: {', '.join(fields)}")
+                _check_type(section, key, value, origin)
                 config[section][key] = value
         else:
             raise ConfigError(f"{origin}: unknown section [{section}]; sections: bus, sets, {', '.join(SETTINGS)}")
 
 
+def _check_type(section: str, key: str, value: Any, origin: str) -> None:
+    kind = typing.get_type_hints(SETTINGS[section])[key]
+    ok = (isinstance(value, bool) if kind is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+          isinstance(value, kind) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
+    if not ok:
+        raise ConfigError(f"{origin}: {section}.{key} = {value!r} is not a {kind.__name__}")
+
+
 def _coerce(section: str, field: str, value: str) -> Any:
     """Turn a command-line string into the field's type."""
+    if section == "sets":
+        return [name.strip() for name in value.split(",") if name.strip()]
     if section not in SETTINGS:
         return value
     hints = typing.get_type_hints(SETTINGS[section])

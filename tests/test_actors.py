@@ -62,7 +62,7 @@ def test_vad_marks_speech_start_and_stop(bus_address: BusAddress) -> None:
 
 
 def test_stt_transcribes_a_turn_on_capture_end(bus_address: BusAddress) -> None:
-    pcm = load_pcm16_mono(SAMPLES / "hello.wav")
+    pcm = load_pcm16_mono(SAMPLES / "prompt-1s.wav")
     send: list[Sendable] = [*frames_of(pcm), CaptureEnd(turn=TURN, frames=10, duration_ms=200)]
     actor = SttActor(SttSettings(backend="fixed"), recognizer=FixedRecognizer("hello rocky"))
     got = run_actor(actor, bus_address, send, expect=[Transcript], listen=["stt."])
@@ -137,7 +137,7 @@ def test_player_writes_the_reply_and_reports_it(bus_address: BusAddress, tmp_pat
 
 
 def test_mic_streams_a_wav_between_press_and_release(bus_address: BusAddress) -> None:
-    mic = MicActor(MicSettings(backend="wav", path=str(SAMPLES / "hello.wav"), realtime=False))
+    mic = MicActor(MicSettings(backend="wav", path=str(SAMPLES / "prompt-1s.wav"), realtime=False))
     got = run_actor(mic, bus_address, [ButtonEvent(turn=TURN, pressed=True)],
                     expect=[AudioFrame], listen=["audio.in"])
     assert of_type(got, AudioFrame)[0].seq == 0

@@ -329,3 +329,14 @@ def test_split_loses_and_duplicates_nothing(case: tuple[str, list[int]], min_cha
     assert all(c and c == c.strip() and len(c) <= max_chars for c in clauses)
     assert clauses == run_stream([text], min_chars=min_chars, max_chars=max_chars)
     assert not any(re.fullmatch(r"\s*", c) for c in clauses)
+
+
+def test_first_clause_is_cut_after_enough_words_without_punctuation() -> None:
+    splitter = ClauseSplitter(first_clause_words=4)
+    out: list[str] = []
+    for piece in ["Erid", " is", " the", " biggest", " planet", " in", " our", " solar", " system", "."]:
+        out += splitter.feed(piece)
+    out += splitter.flush()
+    assert out == ["Erid is the biggest", "planet in our solar system."]
+    plain = ClauseSplitter()
+    assert plain.feed("Erid is the biggest planet in our solar system") == []
