@@ -34,6 +34,8 @@ class Actor:
     """Data topics (prefixes) this actor subscribes to; control topics come free."""
     poll_ms: float = 200.0
     """How long to wait for a message before calling `on_idle`."""
+    delivered_when_cancelled: tuple[type[Message], ...] = ()
+    """Message types handled even for an interrupted turn (all others of that turn are dropped)."""
 
     def __init__(self) -> None:
         self.log = structlog.get_logger(self.name)
@@ -139,7 +141,7 @@ class Actor:
 
     def _dispatch(self, env: Envelope) -> None:
         msg = env.msg
-        if self.is_cancelled(msg.session, msg.turn):
+        if self.is_cancelled(msg.session, msg.turn) and not isinstance(msg, self.delivered_when_cancelled):
             self.log.debug("dropped_cancelled", topic=env.topic, turn=msg.turn)
             return
         self._safely(lambda: self.handle(env), about=msg)

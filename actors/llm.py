@@ -2,7 +2,9 @@
 
 Subscribes to `stt.final`; publishes `llm.token` pieces as they come and one
 `llm.done`. An interrupt for the turn stops generation at the next token.
-Conversation memory is kept per session and trimmed to a token budget.
+Conversation memory is kept per session and trimmed to a token budget; it
+holds what Rocky actually said: when playback is stopped, only the clauses
+(from `say`) that were played to their end stay in it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import ClassVar
 from actors.base import Actor
 from actors.llm_backends import Generator, LlmSettings, build_prompt, make_generator
 from bus.codec import Envelope
-from bus.messages import Interrupt, LlmDone, LlmToken, Transcript
+from bus.messages import Interrupt, LlmDone, LlmToken, PlayerEvent, Say, Transcript
 
 
 class ConversationMemory:
@@ -21,30 +23,44 @@ class ConversationMemory:
 
     def __init__(self, budget_tokens: int) -> None:
         self.budget_tokens = budget_tokens
-        self.sessions: dict[str, list[tuple[str, str]]] = {}
+        self.sessions: dict[str, list[tuple[int, str, str]]] = {}
 
     def history(self, session: str) -> list[tuple[str, str]]:
-        return list(self.sessions.get(session, []))
+        return [(user, reply) for _turn, user, reply in self.sessions.get(session, [])]
 
-    def add(self, session: str, user: str, reply: str, generator: Generator) -> None:
+    def add(self, session: str, user: str, reply: str, generator: Generator, turn: int = 0) -> None:
         if not reply.strip():
             return
         exchanges = self.sessions.setdefault(session, [])
-        exchanges.append((user, reply.strip()))
+        exchanges.append((turn, user, reply.strip()))
         while exchanges and sum(generator.count_tokens(f"User: {u}\nRocky: {r}\n")
-                                for u, r in exchanges) > self.budget_tokens:
+                                for _t, u, r in exchanges) > self.budget_tokens:
             exchanges.pop(0)
+
+    def replace(self, session: str, turn: int, reply: str) -> None:
+        """Keep only `reply` for `turn` (what was really played); drop the exchange if nothing was."""
+        exchanges = self.sessions.get(session, [])
+        for i, (t, user, _old) in enumerate(exchanges):
+            if t == turn:
+                if reply.strip():
+                    exchanges[i] = (t, user, reply.strip())
+                else:
+                    del exchanges[i]
+                return
 
 
 class LlmActor(Actor):
     name: ClassVar[str] = "llm"
-    topics = ("stt.final",)
+    topics = ("stt.final", "say", "player")
+    delivered_when_cancelled = (PlayerEvent,)  # the player's `stopped` says what was played
 
     def __init__(self, settings: LlmSettings, generator: Generator | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.generator = generator
         self.memory = ConversationMemory(settings.history_tokens)
+        self.clauses: dict[tuple[str, int], dict[int, str]] = {}
+        """Spoken clauses of recent turns, to keep only what was played."""
 
     def on_start(self) -> None:
         if self.generator is None:
@@ -55,6 +71,21 @@ class LlmActor(Actor):
 
     def handle(self, env: Envelope) -> None:
         msg = env.msg
+        key = (msg.session, msg.turn)
+        if isinstance(msg, Say):
+            self.clauses.setdefault(key, {})[msg.index] = msg.text
+            while len(self.clauses) > 16:
+                self.clauses.pop(next(iter(self.clauses)))
+            return
+        if isinstance(msg, PlayerEvent):
+            if msg.state == "stopped":
+                said = self.clauses.get(key, {})
+                played = " ".join(said[i] for i in range(msg.clauses_played) if i in said)
+                self.memory.replace(msg.session, msg.turn, played)
+                self.log.info("memory_trimmed_to_played", turn=msg.turn, played=played)
+            if msg.state in ("stopped", "finished"):
+                self.clauses.pop(key, None)
+            return
         if not isinstance(msg, Transcript) or not msg.text.strip():
             return
         assert self.generator is not None
@@ -79,7 +110,7 @@ class LlmActor(Actor):
         reply = "".join(pieces).strip()
         total_ms = 1000.0 * (time.perf_counter() - arrived)
         if not cancelled:
-            self.memory.add(msg.session, msg.text.strip(), reply, self.generator)
+            self.memory.add(msg.session, msg.text.strip(), reply, self.generator, turn=msg.turn)
         self.log.info("replied", turn=msg.turn, reply=reply, tokens=len(pieces),
                       first_token_ms=round(first_token_ms, 1), total_ms=round(total_ms, 1))
         self.publish(LlmDone(session=msg.session, turn=msg.turn, text=reply, tokens=len(pieces),

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from actors.base import Actor
 from actors.timing import TurnTimeline
 from bus.codec import Envelope
-from bus.messages import Ready, TurnRecord, now
+from bus.messages import Message, Ready, TurnRecord, now
 
 
 @dataclass
@@ -33,6 +33,7 @@ class LoggerActor(Actor):
     name: ClassVar[str] = "logger"
     topics = ("",)  # everything
     poll_ms = 1000.0
+    delivered_when_cancelled = (Message,)  # an interrupted turn still gets its record
 
     def __init__(self, settings: LoggerSettings) -> None:
         super().__init__()

@@ -47,6 +47,9 @@ class PlayerActor(Actor):
         self.started_sent = False
         self.last_seen = False
         self.held: list[bytes] = []
+        self.clause_ends: list[float] = []
+        """Audio ms at which each clause of the current reply ends."""
+        self.written_ms = 0.0
 
     def on_start(self) -> None:
         if self.sink is None:
@@ -69,9 +72,13 @@ class PlayerActor(Actor):
                 if self.current is not None:
                     self._stop("superseded")
                 self.current, self.started_sent, self.last_seen = key, False, False
-                self.held = []
+                self.held, self.clause_ends, self.written_ms = [], [], 0.0
                 self.sink.begin(msg.session, msg.turn, msg.sample_rate)
                 self.poll_ms = ACTIVE_POLL_MS
+            self.written_ms += 1000.0 * len(env.payload) / 2 / msg.sample_rate
+            while len(self.clause_ends) <= msg.clause:
+                self.clause_ends.append(self.written_ms)
+            self.clause_ends[msg.clause] = self.written_ms
             if env.payload and self.settings.streaming:
                 self.sink.write(env.payload, msg.sample_rate)
             elif env.payload:
@@ -92,6 +99,9 @@ class PlayerActor(Actor):
     def on_interrupt(self, msg: Interrupt) -> None:
         if self.current == (msg.session, msg.turn):
             self._stop("interrupted")
+        else:  # nothing of that turn played yet: say so, so the turn closes and memory drops it
+            self.publish(PlayerEvent(session=msg.session, turn=msg.turn, state="stopped", clauses_played=0,
+                                     device=self.sink.description if self.sink else ""))
 
     def on_stop(self) -> None:
         if self.sink is not None:
@@ -121,8 +131,12 @@ class PlayerActor(Actor):
         assert self.sink is not None and self.current is not None
         session, turn = self.current
         silent_at = self.sink.stop()
-        self.log.info("playback_stopped", turn=turn, why=why)
-        self.publish(PlayerEvent(session=session, turn=turn, state="stopped", ts=silent_at,
-                                 audio_ms=self.sink.played_ms(), device=self.sink.description))
+        played = self.sink.played_ms()
+        # A clause counts as played when its last sample was; the open clause may still be growing.
+        complete = self.clause_ends[:-1] if not self.last_seen else self.clause_ends
+        clauses_played = sum(1 for end in complete if end <= played + 0.5)
+        self.log.info("playback_stopped", turn=turn, why=why, played_ms=played, clauses_played=clauses_played)
+        self.publish(PlayerEvent(session=session, turn=turn, state="stopped", ts=silent_at, audio_ms=played,
+                                 device=self.sink.description, clauses_played=clauses_played))
         self.current = None
         self.poll_ms = IDLE_POLL_MS

@@ -112,6 +112,8 @@ class SoundDeviceSink:
         self.first: float | None = None
         self.done: float | None = None
         self.samples_out = 0
+        self.stop_asked = False
+        self.silenced = threading.Event()
 
     def _ensure_stream(self, rate: int) -> None:
         if self.stream is not None and self.rate == rate:
@@ -127,6 +129,9 @@ class SoundDeviceSink:
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         want = frames * 2
         with self.lock:
+            if self.stop_asked:  # the buffer was cleared: this block is the first silent one
+                self.stop_asked = False
+                self.silenced.set()
             take = bytes(self.buffer[:want])
             del self.buffer[:want]
             if take and self.first is None:
@@ -163,11 +168,17 @@ class SoundDeviceSink:
         return 1000.0 * self.samples_out / self.rate if self.rate else 0.0
 
     def stop(self) -> float:
-        """Drop everything queued; the callback plays silence from its next block on."""
+        """Drop everything queued; returns when the callback has started playing silence."""
         with self.lock:
             self.buffer.clear()
-            self.ended, self.done = True, now()
-        return now()
+            self.ended = True
+            self.silenced.clear()
+            self.stop_asked = self.stream is not None
+        if self.stream is not None:
+            self.silenced.wait(timeout=4 * self.block_ms / 1000)  # one block, with margin
+        with self.lock:
+            self.done = now()
+        return self.done
 
     def play_earcon(self, earcon: tuple[np.ndarray, int]) -> None:
         pcm, rate = earcon

@@ -204,6 +204,8 @@ class PlayerEvent(Message):
     """Audio played so far."""
     device: str = ""
     """Which output: a sound device name or a WAV path."""
+    clauses_played: int = 0
+    """On stopped: how many of the reply's clauses were played to their end (memory keeps those)."""
 
 
 # --- control ------------------------------------------------------------------------

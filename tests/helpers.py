@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 from actors.base import Actor
@@ -82,19 +83,27 @@ def collect(client: BusClient, expect: Sequence[type[Message]], timeout_s: float
     return seen
 
 
-def run_actor(actor: Actor, address: BusAddress, send: Sequence[Sendable],
-              expect: Sequence[type[Message]], listen: Sequence[str] = ("",), timeout_s: float = 15.0
-              ) -> list[Envelope]:
-    """Start `actor` on the bus, wait for its `Ready`, send `send`, return what came back by `expect`."""
+@contextmanager
+def actor_on_bus(actor: Actor, address: BusAddress, listen: Sequence[str] = ("",),
+                 timeout_s: float = 15.0) -> Iterator[BusClient]:
+    """`actor` running and ready; yields a client listening to `listen`, for tests in several steps."""
     client = BusClient(address, listen, name="test-driver")
     try:
         with ActorThread(actor, address):
             prove_path(client)
             wait_for_actors(client, {actor.name}, timeout_s=timeout_s)
-            send_all(client, send)
-            return collect(client, expect, timeout_s)
+            yield client
     finally:
         client.close()
+
+
+def run_actor(actor: Actor, address: BusAddress, send: Sequence[Sendable],
+              expect: Sequence[type[Message]], listen: Sequence[str] = ("",), timeout_s: float = 15.0
+              ) -> list[Envelope]:
+    """Start `actor` on the bus, wait for its `Ready`, send `send`, return what came back by `expect`."""
+    with actor_on_bus(actor, address, listen, timeout_s) as client:
+        send_all(client, send)
+        return collect(client, expect, timeout_s)
 
 
 M = TypeVar("M", bound=Message)
