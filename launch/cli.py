@@ -74,20 +74,42 @@ def cmd_talk(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(record))
                 return 0 if record["status"] == "ok" else 1
-            return _keyboard_talk(driver)
+            return _keyboard_talk(driver, bus_address(config))
         finally:
             driver.close()
 
 
-def _keyboard_talk(driver: Any) -> int:
+def _keyboard_talk(driver: Any, address: Any) -> int:
+    """Enter talks, Enter again sends; pressing while Rocky speaks interrupts him (barge-in)."""
     from actors.button import keyboard_loop
+    from bus.messages import TurnRecord
+    from bus.sockets import BusClient
     from launch.turns import format_record, print_event
 
-    def after_release(turn: int) -> None:
-        record = driver.wait_record(turn, timeout_s=120, on_event=print_event)
-        print(format_record(record))
+    done = threading.Event()
 
-    keyboard_loop(driver.button, after_release)
+    def printer() -> None:  # its own socket: the main thread's belongs to the button
+        client = BusClient(address, ("stt.final", "llm.done", "turn."), name="talk-printer")
+        try:
+            while not done.is_set():
+                env = client.recv(timeout_ms=200)
+                if env is None:
+                    continue
+                print_event(env)
+                if isinstance(env.msg, TurnRecord):
+                    print(format_record(env.msg.record))
+                    if env.msg.turn == driver.button.turn:
+                        driver.button.turn_open = False
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=printer, name="talk-printer", daemon=True)
+    thread.start()
+    try:
+        keyboard_loop(driver.button, lambda turn: None)
+    finally:
+        done.set()
+        thread.join(timeout=2)
     return 0
 
 
@@ -126,6 +148,13 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from launch.bench import main as bench_main
+
+    pipelines = ["streaming", "sequential"] if args.pipeline == "both" else [args.pipeline]
+    return bench_main(args.reps, pipelines, quick=args.quick, append=not args.no_append)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rocky-relay", description="Push-to-talk voice assistant on a ZeroMQ bus.")
     parser.add_argument("--config", help="TOML config (default: ./rocky-relay.toml if present)")
@@ -160,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     launch = sub.add_parser("launch", help="run an actor set until Ctrl-C")
     launch.add_argument("set_name", metavar="SET", help="local, server, pi, typed or one from the config")
     launch.set_defaults(func=cmd_launch)
+    bench = sub.add_parser("bench", help="measure turns through the launched actors; appends to BENCHMARK.md")
+    bench.add_argument("--reps", type=int, default=5, help="warm repetitions per scenario (default 5)")
+    bench.add_argument("--pipeline", choices=["both", "streaming", "sequential"], default="both",
+                       help="both (default) measures streaming and the sequential flow in the same run")
+    bench.add_argument("--quick", action="store_true", help="only the rocky+piper variant")
+    bench.add_argument("--no-append", action="store_true", help="do not append to BENCHMARK.md")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
