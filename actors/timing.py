@@ -60,6 +60,7 @@ class TurnTimeline:
     finished: float | None = None
     interrupt: float | None = None
     silenced: float | None = None
+    played_at_stop_ms: float | None = None
     error: TurnError | None = None
     transit_ms: list[float] = field(default_factory=list)
     last_activity: float = 0.0
@@ -96,6 +97,7 @@ class TurnTimeline:
                 self.finished = msg.ts
             elif msg.state == "stopped":
                 self.silenced = msg.ts
+                self.played_at_stop_ms = msg.audio_ms
         elif isinstance(msg, Interrupt):
             self.interrupt = self.interrupt or msg.ts
         elif isinstance(msg, TurnError) and self.error is None:
@@ -144,6 +146,7 @@ class TurnTimeline:
             "release_to_first_audio_ms": _ms(self.first_audio, spoken_end),
             "press_to_first_audio_ms": _ms(self.first_audio, self.press),
             "interrupt_to_silence_ms": _ms(self.silenced, self.interrupt),
+            "played_at_stop_ms": self.played_at_stop_ms,
             "error": {"stage": self.error.stage, "reason": self.error.reason} if self.error else None,
             "backends": dict(backends),
         }

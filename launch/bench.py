@@ -27,7 +27,8 @@ from launch.turns import TurnDriver
 SAMPLES = Path(__file__).resolve().parent / "samples"
 TYPED_PROMPT = "What is the biggest planet in our solar system?"
 FIGURES = ("release_to_first_audio_ms", "press_to_first_audio_ms", "stt_ms", "llm_first_token_ms",
-           "persona_ms", "tts_first_chunk_ms", "llm_total_ms", "tts_total_ms")
+           "persona_ms", "tts_first_chunk_ms", "llm_total_ms", "tts_total_ms", "interrupt_to_silence_ms",
+           "stale_audio_ms")
 SEQUENTIAL = ["stt.streaming=false", "llm.streaming=false", "persona.streaming=false", "tts.streaming=false",
               "player.streaming=false"]
 
@@ -41,7 +42,7 @@ class Variant:
 
 VARIANTS = (
     Variant("rocky+piper", ("persona.style=rocky", "tts.backend=piper"),
-            ("typed", "spoken-1s", "spoken-3s", "spoken-6s")),
+            ("typed", "spoken-1s", "spoken-3s", "spoken-6s", "barge-in")),
     Variant("plain+piper", ("persona.style=none", "tts.backend=piper"), ("spoken-3s",)),
     Variant("rocky+tone", ("persona.style=rocky", "tts.backend=tone"), ("spoken-3s",)),
 )
@@ -55,6 +56,13 @@ def percentile(values: list[float], q: float) -> float:
 def run_turn(driver: TurnDriver, config: dict[str, Any], scenario: str) -> dict[str, Any]:
     if scenario == "typed":
         return driver.typed_turn(TYPED_PROMPT, timeout_s=120)
+    if scenario == "barge-in":
+        record = driver.interrupted_turn("Tell me a long story about your ship and your friends.")
+        # Audio that reached the output after the stop would be a stale chunk played.
+        reply = Path(config["player"]["path"])
+        played_ms = 1000 * (reply.stat().st_size - 44) / 2 / 22050 if reply.exists() else 0.0
+        record["stale_audio_ms"] = round(max(0.0, played_ms - (record.get("played_at_stop_ms") or 0.0)), 1)
+        return record
     Path(config["mic"]["path"]).write_bytes((SAMPLES / f"prompt-{scenario.split('-')[1]}.wav").read_bytes())
     return driver.spoken_turn(timeout_s=120)
 
@@ -72,7 +80,8 @@ def run_variant(pipeline: str, variant: Variant, reps: int, workdir: Path) -> li
         startup_s = time.monotonic() - launched
         driver = TurnDriver(bus_address(config))
         try:
-            for scenario in variant.scenarios:
+            # Barge-in only means something when audio plays as it comes; sequential writes it at once.
+            for scenario in [s for s in variant.scenarios if pipeline == "streaming" or s != "barge-in"]:
                 for rep in range(reps + (1 if scenario == variant.scenarios[0] else 0)):
                     cold = scenario == variant.scenarios[0] and rep == 0
                     record = run_turn(driver, config, scenario)
@@ -90,7 +99,7 @@ def run_variant(pipeline: str, variant: Variant, reps: int, workdir: Path) -> li
 def table(records: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rec in records:
-        if rec["status"] == "ok":
+        if rec["status"] in ("ok", "interrupted"):
             groups.setdefault((rec["pipeline"], rec["variant"], rec["scenario"]), []).append(rec)
     head = "| pipeline | variant | scenario | n | " + " | ".join(f"{f} p50/p95" for f in FIGURES) + " |"
     lines = [head, "|" + "---|" * (4 + len(FIGURES))]
@@ -135,7 +144,7 @@ def main(reps: int, pipelines: list[str], quick: bool, append: bool) -> int:
     hop = bus_hop_us()
     overhead = in_process_first_audio_ms(TYPED_PROMPT, reps, [r for r in records if r["scenario"] == "typed"
                                                               and r["pipeline"] == "streaming"])
-    failed = sum(1 for r in records if r["status"] != "ok")
+    failed = sum(1 for r in records if r["status"] not in ("ok", "interrupted"))
     report = [f"## {stamp} — {machine_description()}", "",
               f"`rocky-relay bench --reps {reps}` ({', '.join(pipelines)}); {len(records)} turns, {failed} failed; "
               f"raw records: `{raw}`.", "", *table(records), "",

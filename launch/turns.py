@@ -13,7 +13,7 @@ from typing import Any
 from actors.button import ButtonPublisher, new_turn_id
 from bus.codec import Envelope
 from bus.handshake import prove_path
-from bus.messages import AudioFrame, Transcript, TurnRecord
+from bus.messages import AudioFrame, Interrupt, PlayerEvent, Transcript, TurnRecord
 from bus.sockets import BusAddress, BusClient
 
 Printer = Callable[[Envelope], None]
@@ -59,6 +59,27 @@ class TurnDriver:
         self.button.turn = turn
         self.client.publish(Transcript(session=self.session, turn=turn, text=text, source="typed"))
         return self.wait_record(turn, timeout_s, on_event)
+
+    def interrupted_turn(self, text: str, after_audio_ms: float = 300.0,
+                         timeout_s: float = 120.0) -> dict[str, Any]:
+        """A typed turn cut by a barge-in `after_audio_ms` into Rocky's answer."""
+        turn = new_turn_id(self.button.turn)
+        self.button.turn, self.button.turn_open = turn, True
+        self.client.publish(Transcript(session=self.session, turn=turn, text=text, source="typed"))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            env = self.client.recv(timeout_ms=200)
+            if env is None or env.msg.turn != turn:
+                continue
+            if isinstance(env.msg, PlayerEvent) and env.msg.state == "started":
+                wait_s = after_audio_ms / 1000 - (time.time() - env.msg.ts)
+                if wait_s > 0:
+                    self.client.recv(timeout_ms=wait_s * 1000)  # let Rocky speak a little
+                self.client.publish(Interrupt(session=self.session, turn=turn, reason="barge-in"))
+                return self.wait_record(turn, timeout_s)
+            if isinstance(env.msg, TurnRecord):
+                return env.msg.record
+        raise TimeoutError(f"turn {turn}: no audio after {timeout_s:.0f} s")
 
     def wait_record(self, turn: int, timeout_s: float, on_event: Printer | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

@@ -7,6 +7,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from actors.llm import LlmActor
 from actors.llm_backends import EchoGenerator, LlmSettings
@@ -19,6 +20,7 @@ from bus.messages import (
     CaptureEnd,
     Interrupt,
     LlmDone,
+    LlmToken,
     Ping,
     PlayerEvent,
     Ready,
@@ -122,3 +124,18 @@ def test_interrupted_turn_record_has_interrupt_to_silence(bus_address: BusAddres
     (record,) = [r.record for r in of_type(got, TurnRecord)]
     assert record["status"] == "interrupted" and record["interrupt_to_silence_ms"] == 12.0
     assert json.loads(path.read_text()) == record
+
+
+@pytest.mark.models
+def test_sequential_and_streaming_give_the_same_reply(bus_address: BusAddress) -> None:
+    """Same seed, same prompt: the modes differ only in when words move on, not in which words."""
+    replies = []
+    for streaming in (True, False):
+        llm = LlmActor(LlmSettings(streaming=streaming, history_tokens=0))
+        got = run_actor(llm, bus_address, [Transcript(turn=TURN, text="What is the biggest planet?")],
+                        expect=[LlmDone], listen=["llm."], timeout_s=60)
+        tokens = of_type(got, LlmToken)
+        (done,) = of_type(got, LlmDone)
+        assert "".join(t.text for t in tokens).strip() == done.text
+        replies.append(done.text)
+    assert replies[0] == replies[1] and replies[0]
