@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets Rocky Relay up on a fresh Debian/Ubuntu (or macOS) machine, then runs one spoken turn.
-#   ./setup.sh            everything, then the demo turn from launch/samples/question.wav
+#   ./setup.sh            everything, then the demo turn from launch/samples/prompt-3s.wav
 #   ./setup.sh --no-demo  everything but the demo turn (CI uses this before the tests)
 # Idempotent: a second run reuses the venv, the llama-cpp-python wheel and the assembled model.
 set -euo pipefail
@@ -48,8 +48,8 @@ say "checking the models: assemble gemma (sha256-checked), load each, one tiny g
 $VPY -m models.check
 
 if [[ $DEMO -eq 1 ]]; then
-  say "one spoken turn: launch/samples/question.wav -> logs/reply.wav"
-  .venv/bin/rocky-relay talk --input launch/samples/question.wav --output logs/reply.wav
+  say "one spoken turn: launch/samples/prompt-3s.wav -> logs/reply.wav"
+  .venv/bin/rocky-relay talk --input launch/samples/prompt-3s.wav --output logs/reply.wav
   echo
   echo "Reply audio: logs/reply.wav    Turn record: logs/turns.jsonl"
   echo "Live push-to-talk: .venv/bin/rocky-relay talk"

@@ -51,7 +51,7 @@ def frames_of(pcm: np.ndarray, turn: int = TURN) -> list[tuple[AudioFrame, bytes
 
 
 def test_vad_marks_speech_start_and_stop(bus_address: BusAddress) -> None:
-    pcm = load_pcm16_mono(SAMPLES / "question.wav")
+    pcm = load_pcm16_mono(SAMPLES / "prompt-3s.wav")
     silence = np.zeros(16000, dtype=np.int16)  # a second after speech: the stop must show
     send: list[Sendable] = [*frames_of(np.concatenate([pcm, silence])), CaptureEnd(turn=TURN, frames=1, duration_ms=20)]
     got = run_actor(VadActor(VadSettings()), bus_address, send, expect=[VadEvent, VadEvent], listen=["vad"])
