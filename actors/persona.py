@@ -49,13 +49,12 @@ class PersonaActor(Actor):
     def handle(self, env: Envelope) -> None:
         msg = env.msg
         key = (msg.session, msg.turn)
-        if isinstance(msg, LlmDone) and not self.settings.streaming:
-            if not msg.cancelled:
+        if not self.settings.streaming:  # sequential: one clause, the whole reply, once it is done
+            if isinstance(msg, LlmDone) and not msg.cancelled:
                 self._say(msg.session, msg.turn, msg.text.strip(), last=True)
-            self.said.pop(key, None)
-        elif isinstance(msg, LlmToken) and not self.settings.streaming:
+                self.said.pop(key, None)
             return
-        elif isinstance(msg, LlmToken):
+        if isinstance(msg, LlmToken):
             splitter = self.splitters.get(key)
             if splitter is None:
                 splitter = self.splitters[key] = ClauseSplitter(

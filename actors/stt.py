@@ -99,9 +99,9 @@ class _TurnAudio:
     settled: bool = False
     """The latest partial was made after speech stopped and nothing was heard since."""
 
-    @property
-    def audio_ms(self) -> float:
-        return 1000.0 * self.samples / SAMPLE_RATE
+    def pcm(self) -> np.ndarray:
+        """All the turn's audio so far, int16."""
+        return np.frombuffer(b"".join(self.chunks), dtype=np.int16)
 
 
 class SttActor(Actor):
@@ -167,11 +167,8 @@ class SttActor(Actor):
         self.check_control()
         if self.pending(lambda m: isinstance(m, CaptureEnd) and (m.session, m.turn) == (about.session, about.turn)):
             return
-        assert self.recognizer is not None
-        pcm = np.frombuffer(b"".join(audio.chunks), dtype=np.int16)
-        started = time.perf_counter()
-        text = self.recognizer.transcribe(pcm.astype(np.float32) / 32768.0)
-        compute_ms = 1000.0 * (time.perf_counter() - started)
+        pcm = audio.pcm()
+        text, compute_ms = self._transcribe(pcm)
         audio.partial_text, audio.partial_samples = text, len(pcm)
         # Frames that came in meanwhile are still queued; VAD's next word decides whether this holds.
         audio.settled = settled and not audio.speaking
@@ -179,9 +176,15 @@ class SttActor(Actor):
                                 audio_ms=1000.0 * len(pcm) / SAMPLE_RATE, compute_ms=compute_ms,
                                 settled=audio.settled))
 
-    def _finish(self, end: CaptureEnd, audio: _TurnAudio) -> None:
+    def _transcribe(self, pcm: np.ndarray) -> tuple[str, float]:
+        """The recogniser's text for int16 audio, and the milliseconds it took."""
         assert self.recognizer is not None
-        pcm = np.frombuffer(b"".join(audio.chunks), dtype=np.int16)
+        started = time.perf_counter()
+        text = self.recognizer.transcribe(pcm.astype(np.float32) / 32768.0)
+        return text, 1000.0 * (time.perf_counter() - started)
+
+    def _finish(self, end: CaptureEnd, audio: _TurnAudio) -> None:
+        pcm = audio.pcm()
         audio_ms = 1000.0 * len(pcm) / SAMPLE_RATE
         if audio_ms < MIN_SPEECH_MS:
             self.fail_turn(end, f"no speech heard: only {audio_ms:.0f} ms of audio arrived")
@@ -189,10 +192,9 @@ class SttActor(Actor):
         if is_silent(pcm):
             self.fail_turn(end, "no speech heard: the recording is silent (check the microphone)")
             return
-        reuse = audio.settled and not audio.speaking and bool(audio.partial_text)
-        started = time.perf_counter()
-        text = audio.partial_text if reuse else self.recognizer.transcribe(pcm.astype(np.float32) / 32768.0)
-        compute_ms = 1000.0 * (time.perf_counter() - started)
+        # `settled` is cleared by any VAD news after the partial, so it alone says nothing followed.
+        reuse = audio.settled and bool(audio.partial_text)
+        text, compute_ms = (audio.partial_text, 0.0) if reuse else self._transcribe(pcm)
         if not text:
             self.fail_turn(end, "no words recognised in the recording")
             return

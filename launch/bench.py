@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import wave
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,8 +60,8 @@ def run_turn(driver: TurnDriver, config: dict[str, Any], scenario: str) -> dict[
     if scenario == "barge-in":
         record = driver.interrupted_turn("Tell me a long story about your ship and your friends.")
         # Audio that reached the output after the stop would be a stale chunk played.
-        reply = Path(config["player"]["path"])
-        played_ms = 1000 * (reply.stat().st_size - 44) / 2 / 22050 if reply.exists() else 0.0
+        with wave.open(config["player"]["path"]) as reply:
+            played_ms = 1000 * reply.getnframes() / reply.getframerate()
         record["stale_audio_ms"] = round(max(0.0, played_ms - (record.get("played_at_stop_ms") or 0.0)), 1)
         return record
     Path(config["mic"]["path"]).write_bytes((SAMPLES / f"prompt-{scenario.split('-')[1]}.wav").read_bytes())

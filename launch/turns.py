@@ -54,32 +54,36 @@ class TurnDriver:
         self.button.release()
         return self.wait_record(turn, timeout_s, on_event)
 
-    def typed_turn(self, text: str, timeout_s: float = 120.0, on_event: Printer | None = None) -> dict[str, Any]:
-        turn = new_turn_id(self.button.turn)
-        self.button.turn = turn
-        self.client.publish(Transcript(session=self.session, turn=turn, text=text, source="typed"))
-        return self.wait_record(turn, timeout_s, on_event)
-
-    def interrupted_turn(self, text: str, after_audio_ms: float = 300.0,
-                         timeout_s: float = 120.0) -> dict[str, Any]:
-        """A typed turn cut by a barge-in `after_audio_ms` into Rocky's answer."""
+    def _type(self, text: str) -> int:
+        """Publish typed words as a new turn's final transcript; the turn's id."""
         turn = new_turn_id(self.button.turn)
         self.button.turn, self.button.turn_open = turn, True
         self.client.publish(Transcript(session=self.session, turn=turn, text=text, source="typed"))
+        return turn
+
+    def typed_turn(self, text: str, timeout_s: float = 120.0, on_event: Printer | None = None) -> dict[str, Any]:
+        return self.wait_record(self._type(text), timeout_s, on_event)
+
+    def interrupted_turn(self, text: str, after_audio_ms: float = 300.0,
+                         timeout_s: float = 120.0) -> dict[str, Any]:
+        """A typed turn cut by a barge-in `after_audio_ms` after Rocky's first audio."""
+        turn = self._type(text)
         deadline = time.monotonic() + timeout_s
+        interrupt_at: float | None = None  # wall clock, like the player's `started` stamp
         while time.monotonic() < deadline:
-            env = self.client.recv(timeout_ms=200)
+            if interrupt_at is not None and time.time() >= interrupt_at:
+                self.client.publish(Interrupt(session=self.session, turn=turn, reason="barge-in"))
+                return self.wait_record(turn, timeout_s)
+            wait_ms = 200.0 if interrupt_at is None else max(0.0, 1000 * (interrupt_at - time.time()))
+            env = self.client.recv(timeout_ms=wait_ms)
             if env is None or env.msg.turn != turn:
                 continue
             if isinstance(env.msg, PlayerEvent) and env.msg.state == "started":
-                wait_s = after_audio_ms / 1000 - (time.time() - env.msg.ts)
-                if wait_s > 0:
-                    self.client.recv(timeout_ms=wait_s * 1000)  # let Rocky speak a little
-                self.client.publish(Interrupt(session=self.session, turn=turn, reason="barge-in"))
-                return self.wait_record(turn, timeout_s)
-            if isinstance(env.msg, TurnRecord):
+                interrupt_at = env.msg.ts + after_audio_ms / 1000
+            elif isinstance(env.msg, TurnRecord):  # the reply ended before the barge-in was due
+                self.button.turn_open = False
                 return env.msg.record
-        raise TimeoutError(f"turn {turn}: no audio after {timeout_s:.0f} s")
+        raise TimeoutError(f"turn {turn}: no record after {timeout_s:.0f} s")
 
     def wait_record(self, turn: int, timeout_s: float, on_event: Printer | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

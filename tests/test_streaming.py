@@ -54,30 +54,32 @@ def speech_frames(seconds: float, start_seq: int = 0) -> list[Sendable]:
             for i in range(len(noise) // 320)]
 
 
-def test_settled_partial_is_reused_when_nothing_follows(bus_address: BusAddress) -> None:
-    recognizer = LengthRecognizer()
+def partial_then_final(bus_address: BusAddress, recognizer: LengthRecognizer,
+                       after_partial: list[Sendable]) -> tuple[Transcript, Transcript]:
+    """Two seconds of speech, VAD hears it stop, the settled partial comes; then `after_partial`."""
     stt = SttActor(SttSettings(backend="fixed", partial_every_ms=60_000), recognizer)
     with actor_on_bus(stt, bus_address, ["stt."]) as client:
         send_all(client, [*speech_frames(2.0), VadEvent(turn=TURN, speech=True, audio_ms=0),
                           VadEvent(turn=TURN, speech=False, audio_ms=1800)])
         (partial,) = of_type(collect(client, [Transcript], 10), Transcript)
-        send_all(client, [CaptureEnd(turn=TURN, frames=100, duration_ms=2000)])  # released after it
+        send_all(client, after_partial)
         (final,) = of_type(collect(client, [Transcript], 10), Transcript)
+    return partial, final
+
+
+def test_settled_partial_is_reused_when_nothing_follows(bus_address: BusAddress) -> None:
+    recognizer = LengthRecognizer()
+    partial, final = partial_then_final(bus_address, recognizer,  # released after the partial
+                                        [CaptureEnd(turn=TURN, frames=100, duration_ms=2000)])
     assert partial.settled and not partial.final
     assert final.final and final.reused_partial and final.text == partial.text == "heard 2 seconds"
     assert recognizer.calls == 1
 
 
 def test_a_settled_partial_is_discarded_when_speech_goes_on(bus_address: BusAddress) -> None:
-    recognizer = LengthRecognizer()
-    stt = SttActor(SttSettings(backend="fixed", partial_every_ms=60_000), recognizer)
-    with actor_on_bus(stt, bus_address, ["stt."]) as client:
-        send_all(client, [*speech_frames(2.0), VadEvent(turn=TURN, speech=True, audio_ms=0),
-                          VadEvent(turn=TURN, speech=False, audio_ms=1800)])
-        (partial,) = of_type(collect(client, [Transcript], 10), Transcript)
-        send_all(client, [VadEvent(turn=TURN, speech=True, audio_ms=2000), *speech_frames(1.0, start_seq=100),
-                          CaptureEnd(turn=TURN, frames=150, duration_ms=3000)])
-        (final,) = of_type(collect(client, [Transcript], 10), Transcript)
+    partial, final = partial_then_final(bus_address, LengthRecognizer(), [
+        VadEvent(turn=TURN, speech=True, audio_ms=2000), *speech_frames(1.0, start_seq=100),
+        CaptureEnd(turn=TURN, frames=150, duration_ms=3000)])
     assert partial.text == "heard 2 seconds"
     assert final.final and not final.reused_partial and final.text == "heard 3 seconds"
 
