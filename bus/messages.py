@@ -276,6 +276,28 @@ class TurnRecord(Message):
     """Every timing and text of the turn; see actors/timing.py for the fields."""
 
 
+@message("audible")
+@dataclass(frozen=True, kw_only=True)
+class Audible(Message):
+    """A probe listening to the output device heard the reply's first sound (true first-audible time)."""
+
+    heard_at: float
+    """Wall-clock seconds of the first reply sample that reached the sink (onset in the recording)."""
+    device: str = ""
+    """What was recorded, e.g. relay_sink.monitor."""
+
+
+@message("down")
+@dataclass(frozen=True, kw_only=True)
+class ActorDown(Message):
+    """The supervisor saw an actor die; turns in flight through it cannot finish."""
+
+    actor: str
+    exit_code: int
+    restart_in_s: float
+    """When the supervisor starts it again."""
+
+
 TOPICS: dict[type[Message], str] = {
     ButtonEvent: "button",
     AudioFrame: "audio.in",
@@ -292,6 +314,8 @@ TOPICS: dict[type[Message], str] = {
     Shutdown: "ctl.shutdown",
     TurnError: "turn.error",
     TurnRecord: "turn.record",
+    Audible: "audio.heard",
+    ActorDown: "ctl.down",
 }
 """Default topic of each message class; Transcript picks stt.partial or stt.final."""
 
