@@ -17,12 +17,21 @@ from actors.llm_backends import Generator, LlmSettings, build_prompt, make_gener
 from bus.codec import Envelope
 from bus.messages import Interrupt, LlmDone, LlmToken, PlayerEvent, Say, Transcript
 
+MAX_TRANSCRIPT_CHARS = 4000
+"""Longer input is refused: a minute of speech is ~1000 characters, and the model's context is small."""
+MAX_SESSIONS = 64
+"""Sessions remembered; the least recently used is forgotten past this."""
+MAX_CLAUSES = 256
+MAX_CLAUSE_CHARS = 1000
+"""Spoken clauses kept per turn, and characters per clause: memory stays bounded whatever `say` carries."""
+
 
 class ConversationMemory:
     """Past exchanges per session, newest last, kept under a token budget."""
 
-    def __init__(self, budget_tokens: int) -> None:
+    def __init__(self, budget_tokens: int, max_sessions: int = MAX_SESSIONS) -> None:
         self.budget_tokens = budget_tokens
+        self.max_sessions = max_sessions
         self.sessions: dict[str, list[tuple[int, str, str]]] = {}
 
     def history(self, session: str) -> list[tuple[str, str]]:
@@ -31,7 +40,10 @@ class ConversationMemory:
     def add(self, session: str, user: str, reply: str, generator: Generator, turn: int = 0) -> None:
         if not reply.strip():
             return
-        exchanges = self.sessions.setdefault(session, [])
+        exchanges = self.sessions.pop(session, [])
+        self.sessions[session] = exchanges  # most recently used last
+        while len(self.sessions) > self.max_sessions:
+            self.sessions.pop(next(iter(self.sessions)))
         exchanges.append((turn, user, reply.strip()))
         while exchanges and sum(generator.count_tokens(f"User: {u}\nRocky: {r}\n")
                                 for _t, u, r in exchanges) > self.budget_tokens:
@@ -73,14 +85,16 @@ class LlmActor(Actor):
         msg = env.msg
         key = (msg.session, msg.turn)
         if isinstance(msg, Say):
-            self.clauses.setdefault(key, {})[msg.index] = msg.text
+            if 0 <= msg.index < MAX_CLAUSES:
+                self.clauses.setdefault(key, {})[msg.index] = msg.text[:MAX_CLAUSE_CHARS]
             while len(self.clauses) > 16:
                 self.clauses.pop(next(iter(self.clauses)))
             return
         if isinstance(msg, PlayerEvent):
             if msg.state == "stopped":
                 said = self.clauses.get(key, {})
-                played = " ".join(said[i] for i in range(msg.clauses_played) if i in said)
+                # Over the clauses held, not range(clauses_played): that count comes off the bus.
+                played = " ".join(said[i] for i in sorted(said) if i < msg.clauses_played)
                 self.memory.replace(msg.session, msg.turn, played)
                 self.log.info("memory_trimmed_to_played", turn=msg.turn, played=played)
             if msg.state in ("stopped", "finished"):
@@ -90,7 +104,15 @@ class LlmActor(Actor):
             return
         assert self.generator is not None
         arrived = time.perf_counter()
-        prompt = build_prompt(self.memory.history(msg.session), msg.text.strip())
+        if len(msg.text) > MAX_TRANSCRIPT_CHARS:
+            self.fail_turn(msg, f"the question is too long: {len(msg.text)} characters, at most "
+                                f"{MAX_TRANSCRIPT_CHARS}")
+            return
+        prompt = build_prompt(self.memory.history(msg.session), msg.text.strip(), self.settings.style)
+        if (prompt_tokens := self.generator.count_tokens(prompt)) >= self.settings.context_tokens:
+            self.fail_turn(msg, f"the question is too long for the model: the prompt takes {prompt_tokens} "
+                                f"tokens of the {self.settings.context_tokens} its context holds")
+            return
         pieces: list[str] = []
         first_token_ms = 0.0
         cancelled = False
@@ -114,7 +136,7 @@ class LlmActor(Actor):
         self.log.info("replied", turn=msg.turn, reply=reply, tokens=len(pieces),
                       first_token_ms=round(first_token_ms, 1), total_ms=round(total_ms, 1))
         self.publish(LlmDone(session=msg.session, turn=msg.turn, text=reply, tokens=len(pieces),
-                             prompt_tokens=self.generator.count_tokens(prompt),
+                             prompt_tokens=prompt_tokens,
                              first_token_ms=first_token_ms, total_ms=total_ms, cancelled=cancelled))
 
     def on_interrupt(self, msg: Interrupt) -> None:

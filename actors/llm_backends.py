@@ -2,28 +2,47 @@
 
 gemma-3-270m as shipped is a base model without a chat template, so a plain
 transcript prompt (persona line, two example exchanges, the history, then
-`User: ...\\nRocky:`) with a newline stop gives short, sane replies.
+`User: ...\\nRocky:`) with a newline stop gives short, sane replies. The same
+transcript feeds chat servers too: `prompt_messages` turns it back into
+system/user/assistant messages, so memory and prompt format live in one place.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-PERSONA_LINE = ("Rocky is a friendly alien engineer from the planet Erid. He answers in one or two "
-                "short, simple sentences, warmly, like a good friend.")
-EXAMPLES = (
-    ("Hello, who are you?", "I am Rocky. I am engineer. Good to meet you, friend."),
-    ("How are you today?", "I am good. Ship works, friend is here. Is good day."),
-)
+# Each style is a persona line and example exchanges. "plain" asks for ordinary short English, which the
+# rule-based `rocky` persona reshapes; "rocky" asks the LLM itself for Rocky's phrasing, which the gentler
+# `rocky_llm` persona only tidies, so its examples are already what both Rocky transforms leave unchanged.
+STYLES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "plain": (
+        "Rocky is a friendly engineer. He answers in one or two short, simple sentences, warmly, "
+        "like a good friend.",
+        (("Hello, who are you?", "I am Rocky, an engineer. It is good to meet you, friend."),
+         ("How are you today?", "I am good, thanks. The ship works and my friend is here, so it is a good day.")),
+    ),
+    "rocky": (
+        "Rocky is a friendly alien engineer from the planet Erid. He speaks short, simple English without "
+        "\"the\" or \"a\", ends questions with \"question?\" and says a word three times when he feels it.",
+        (("Hello, who are you?", "I am Rocky. I am engineer from Erid. Good to meet you, friend."),
+         ("How are you today?", "I am good good. Ship works, friend is here. Is good day."),
+         ("Can you help me with my bike?", "Yes yes. I fix bike. What is broken, question?")),
+    ),
+}
 STOP = ["\nUser:", "\n"]
+_LINE_RE = re.compile(r"\s+")
 
 
 @dataclass
 class LlmSettings:
     backend: str = "llama-cpp"
-    """llama-cpp, or echo (tests: repeats the question back)."""
+    """llama-cpp (in process), openai (an OpenAI-compatible HTTP server), or echo (tests: repeats the question)."""
+    style: str = "plain"
+    """The prompt: plain (short friendly English, for persona rocky or none) or rocky (the LLM itself is asked
+    for Rocky's phrasing, for persona rocky_llm)."""
     model: str = ""
     """A GGUF file; empty means the embedded gemma-3-270m."""
     max_tokens: int = 48
@@ -37,14 +56,61 @@ class LlmSettings:
     threads: int = 2
     streaming: bool = True
     """Publish tokens as they come (False: the sequential flow, all of them once the reply is whole)."""
+    url: str = "http://127.0.0.1:8080/v1"
+    """openai backend: the server's base URL, up to and including /v1 (llama-server, llama_cpp.server, vLLM;
+    Ollama: http://HOST:11434/v1)."""
+    api_key: str = ""
+    """openai backend: bearer token if the server wants one; empty reads ROCKY_RELAY_LLM_API_KEY."""
+    http_model: str = ""
+    """openai backend: the model name the server expects (Ollama and vLLM need one); empty sends none."""
+    api: str = "chat"
+    """openai backend: chat (/chat/completions with system and example messages: for instruction-tuned
+    models) or completions (/completions with the transcript prompt: what a base model like the embedded
+    gemma-3-270m needs, having no chat template)."""
+    connect_timeout_s: float = 2.0
+    """openai backend: how long to wait for the TCP (and TLS) connection."""
+    first_token_timeout_s: float = 10.0
+    """openai backend: how long from the request to the first piece of text (prompt evaluation included)."""
+    idle_timeout_s: float = 5.0
+    """openai backend: the longest silence between two pieces before the server counts as stuck."""
 
 
-def build_prompt(history: list[tuple[str, str]], user_text: str) -> str:
-    lines = [PERSONA_LINE, ""]
-    for user, rocky in (*EXAMPLES, *history):
-        lines += [f"User: {user}", f"Rocky: {rocky}"]
-    lines += [f"User: {user_text}", "Rocky:"]
+def _one_line(text: str) -> str:
+    # A newline inside a turn would end it early in the transcript and could forge a "Rocky:" line.
+    return _LINE_RE.sub(" ", text).strip()
+
+
+def _style(style: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    if style not in STYLES:
+        raise ValueError(f"llm.style {style!r}: use one of {', '.join(STYLES)}")
+    return STYLES[style]
+
+
+def build_prompt(history: list[tuple[str, str]], user_text: str, style: str = "plain") -> str:
+    persona, examples = _style(style)
+    lines = [persona, ""]
+    for user, rocky in (*examples, *history):
+        lines += [f"User: {_one_line(user)}", f"Rocky: {_one_line(rocky)}"]
+    lines += [f"User: {_one_line(user_text)}", "Rocky:"]
     return "\n".join(lines)
+
+
+def prompt_messages(prompt: str) -> list[dict[str, str]]:
+    """The chat messages a `build_prompt` transcript stands for: system, then user/assistant turns."""
+    head, sep, transcript = prompt.partition("\n\n")
+    if not sep:
+        raise ValueError("not a build_prompt transcript: no blank line after the persona line")
+    messages = [{"role": "system", "content": head}]
+    for line in transcript.split("\n"):
+        for prefix, role in (("User:", "user"), ("Rocky:", "assistant")):
+            if line.startswith(prefix):
+                content = line[len(prefix):].strip()
+                if content:  # the closing "Rocky:" is the reply still to come
+                    messages.append({"role": role, "content": content})
+                break
+        else:
+            raise ValueError(f"not a build_prompt transcript line: {line[:60]!r}")
+    return messages
 
 
 class Generator(Protocol):
@@ -71,7 +137,7 @@ class LlamaCppGenerator:
         self.llm = Llama(model_path=str(path), n_ctx=settings.context_tokens, n_threads=settings.threads,
                          n_batch=256, seed=settings.seed, verbose=False)
         # Evaluate the fixed prompt head once so the first turn only prefills its new words.
-        for _ in self.stream(build_prompt([], "Hi."), "Hi."):
+        for _ in self.stream(build_prompt([], "Hi.", settings.style), "Hi."):
             break
 
     def stream(self, prompt: str, user_text: str) -> Iterator[str]:
@@ -101,6 +167,7 @@ class EchoGenerator:
 
 
 def make_generator(settings: LlmSettings) -> Generator:
+    _style(settings.style)  # a wrong style fails at start, not on the first turn
     if settings.backend == "llama-cpp":
         try:
             import llama_cpp  # noqa: F401
@@ -108,6 +175,10 @@ def make_generator(settings: LlmSettings) -> Generator:
             raise RuntimeError("llm.backend llama-cpp needs llama-cpp-python: run ./setup.sh, which "
                                "builds it with the safe CPU flags") from exc
         return LlamaCppGenerator(settings)
+    if settings.backend == "openai":
+        from actors.llm_http import OpenAiHttpGenerator  # imported late: it imports this module
+
+        return OpenAiHttpGenerator(settings)
     if settings.backend == "echo":
         return EchoGenerator()
-    raise ValueError(f"llm.backend {settings.backend!r}: use llama-cpp or echo")
+    raise ValueError(f"llm.backend {settings.backend!r}: use llama-cpp, openai or echo")

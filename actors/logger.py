@@ -2,23 +2,32 @@
 
 A turn's record is written when its playback finishes or stops, when a stage
 reports a `TurnError`, or after `turn_timeout_s` without news (status
-"timeout"). Each record is one `os.write` of one complete line to a file
-opened for appending, so a killed logger never leaves a torn line. The record
-is also published on `turn.record` for whoever started the turn.
+"timeout"). Records go through `RecordFile` (one write per complete line,
+rotated by size) and are also published on `turn.record` for whoever started
+the turn.
+
+Crashes: when the supervisor reports an actor dead (`ctl.down`), every open
+turn that still needed it is ended at once — an `Interrupt` so the others drop
+its work, a `TurnError` (the player sounds its earcon) and the record. When the
+dead actor was the player itself, the error is sent again once the restarted
+player answers a ping, so the earcon still sounds. A logger killed mid-turn
+replays its journal when it restarts and finishes those records.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from actors.base import Actor
+from actors.logger_store import Journal, RecordFile
 from actors.timing import TurnTimeline
 from bus.codec import Envelope
-from bus.messages import Message, Ready, TurnRecord, now
+from bus.messages import ActorDown, Interrupt, Message, Ping, Ready, TurnError, TurnRecord, now
+
+RECOVERED_TIMEOUT_S = 10.0
+"""A turn replayed after a logger restart may have lost its end: it gets this long, not turn_timeout_s."""
 
 
 @dataclass
@@ -27,12 +36,18 @@ class LoggerSettings:
     """Where turn records are appended."""
     turn_timeout_s: float = 120.0
     """A turn with no news for this long is written out as timed out."""
+    max_bytes: int = 10_000_000
+    """The record file is rotated (turns.jsonl.1, .2, ...) before it passes this size; 0 never rotates."""
+    backups: int = 5
+    """Rotated files kept."""
+    earcon_wait_s: float = 10.0
+    """After the player died mid-turn: how long to wait for the restarted one to sound the error earcon."""
 
 
 class LoggerActor(Actor):
     name: ClassVar[str] = "logger"
     topics = ("",)  # everything
-    poll_ms = 1000.0
+    poll_ms = 250.0
     delivered_when_cancelled = (Message,)  # an interrupted turn still gets its record
 
     def __init__(self, settings: LoggerSettings) -> None:
@@ -40,21 +55,52 @@ class LoggerActor(Actor):
         self.settings = settings
         self.turns: dict[tuple[str, int], TurnTimeline] = {}
         self.closed: dict[tuple[str, int], None] = {}
+        self.recovered: set[tuple[str, int]] = set()
         self.backends: dict[str, str] = {}
-        self.fd = -1
+        self.earcon_due: list[TurnError] = []
+        """Errors of turns the player died in, to resend once a player is back."""
+        self.earcon_deadline = 0.0
+        self.next_ping = 0.0
+        self.records: RecordFile | None = None
+        self.journal: Journal | None = None
 
     def on_start(self) -> None:
-        path = Path(self.settings.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.records = RecordFile(self.settings.path, self.settings.max_bytes, self.settings.backups)
+        self.journal = Journal(f"{self.settings.path}.journal")
+        self._recover()
 
     def backend(self) -> str:
         return f"jsonl {self.settings.path}"
 
+    def _recover(self) -> None:
+        """Rebuild the turns a killed predecessor had open; they finish or time out as usual."""
+        assert self.journal is not None
+        seen, closed = self.journal.replay()
+        for key in closed:
+            self._close(key)
+        for received_at, msg in seen:
+            key = (msg.session, msg.turn)
+            if key not in self.closed:
+                self._timeline(key).observe(msg, received_at)
+        self.recovered = set(self.turns)
+        if self.recovered:
+            self.log.warning("turns_recovered", turns=sorted(t for _, t in self.recovered))
+
     def on_control(self, env: Envelope) -> None:
         msg = env.msg
-        if isinstance(msg, Ready) and msg.backend:
-            self.backends[msg.actor] = msg.backend
+        if isinstance(msg, Ready):
+            if msg.backend:
+                self.backends[msg.actor] = msg.backend
+            if msg.actor == "player" and self.earcon_due:
+                for error in self.earcon_due:
+                    self.publish(error)
+                self.earcon_due = []
+        elif isinstance(msg, ActorDown):
+            self.log.warning("actor_down", actor=msg.actor, exit_code=msg.exit_code)
+            errors = self._fail_turns_of(msg)
+            if msg.actor == "player" and errors:
+                self.earcon_due += errors
+                self.earcon_deadline = now() + msg.restart_in_s + self.settings.earcon_wait_s
         elif msg.turn != 0:  # an interrupt belongs to its turn's record
             self.handle(env)
 
@@ -65,29 +111,75 @@ class LoggerActor(Actor):
         key = (msg.session, msg.turn)
         if key in self.closed:
             return
-        timeline = self.turns.get(key)
-        if timeline is None:
-            timeline = self.turns[key] = TurnTimeline(session=msg.session, turn=msg.turn)
-        timeline.observe(msg, now())
+        received = now()
+        assert self.journal is not None
+        self.journal.append(env, received)
+        timeline = self._timeline(key)
+        timeline.observe(msg, received)
         if timeline.complete:
             self._write(key, timeline.record(self.backends))
 
     def on_idle(self) -> None:
-        cutoff = now() - self.settings.turn_timeout_s
+        t = now()
+        if self.earcon_due and t >= self.earcon_deadline:
+            self.log.warning("player_not_back", turns=[e.turn for e in self.earcon_due])
+            self.earcon_due = []
+        elif self.earcon_due and t >= self.next_ping:
+            # A restarted actor's own Ready can leave before its connection is up: ask again.
+            self.publish(Ping(nonce=0))
+            self.next_ping = t + 0.5
         for key, timeline in list(self.turns.items()):
-            if timeline.last_activity < cutoff:
-                self._write(key, timeline.record(self.backends, timed_out=True))
+            limit = RECOVERED_TIMEOUT_S if key in self.recovered else self.settings.turn_timeout_s
+            if timeline.last_activity < t - limit:
+                record = timeline.record(self.backends, timed_out=True)
+                if key in self.recovered:
+                    record["status"] = "error"
+                    record["error"] = {"stage": "logger", "reason": "the logger restarted during this turn "
+                                       "and did not see its end; timings after the restart are missing"}
+                self._write(key, record)
 
-    def _write(self, key: tuple[str, int], record: dict[str, Any]) -> None:
+    def _fail_turns_of(self, down: ActorDown) -> list[TurnError]:
+        """End every open turn that still needed the dead actor: cancel its work, report, record."""
+        failed: list[TurnError] = []
+        reason = (f"{down.actor} stopped during this turn (exit code {down.exit_code}) and was restarted; "
+                  f"see logs/actors/{down.actor}.log")
+        for (session, turn), timeline in list(self.turns.items()):
+            if not timeline.waits_on(down.actor):
+                continue
+            error = TurnError(session=session, turn=turn, stage=down.actor, reason=reason)
+            self.publish(Interrupt(session=session, turn=turn, reason=f"{down.actor} crashed"))
+            self.publish(error)
+            timeline.observe(error, now())
+            self._write((session, turn), timeline.record(self.backends))
+            failed.append(error)
+        return failed
+
+    def _timeline(self, key: tuple[str, int]) -> TurnTimeline:
+        if key not in self.turns:
+            self.turns[key] = TurnTimeline(session=key[0], turn=key[1])
+        return self.turns[key]
+
+    def _close(self, key: tuple[str, int]) -> None:
         self.turns.pop(key, None)
+        self.recovered.discard(key)
         self.closed[key] = None
         while len(self.closed) > 1024:
             self.closed.pop(next(iter(self.closed)))
-        os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+
+    def _write(self, key: tuple[str, int], record: dict[str, Any]) -> None:
+        assert self.records is not None and self.journal is not None
+        if key in self.recovered:
+            record["logger_restarted"] = True
+        self._close(key)
+        self.records.append_line(json.dumps(record, separators=(",", ":")))
+        self.journal.mark_closed(*key)
+        self.journal.compact_if_idle(len(self.turns))
         self.log.info("turn_recorded", turn=key[1], status=record["status"],
                       release_to_first_audio_ms=record["release_to_first_audio_ms"])
         self.publish(TurnRecord(session=key[0], turn=key[1], record=record))
 
     def on_stop(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
+        if self.records is not None:
+            self.records.close()
+        if self.journal is not None:
+            self.journal.close()

@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import zmq
+
 from actors.base import Actor
-from bus.codec import Envelope
+from bus.codec import CodecError, Envelope
 from bus.handshake import prove_path
 from bus.messages import AudioFrame, ButtonEvent, CaptureEnd, Message
 from bus.sockets import BusAddress, BusClient
-from bus.wav import TARGET_RATE, WavError, load_pcm16_mono
+from bus.wav import CLIPPED_WARN_FRACTION, TARGET_RATE, WavError, clipped_fraction, load_pcm16_mono
 
 FRAME_SAMPLES = TARGET_RATE // 50  # 20 ms
 Outgoing = tuple[Message, bytes] | None
@@ -113,7 +115,11 @@ class MicActor(Actor):
         self.sender_ready.set()
         try:
             while (item := self.out.get()) is not None:
-                client.publish(*item)
+                try:
+                    client.publish(*item)
+                except (CodecError, zmq.ZMQError) as exc:
+                    # One frame that cannot go out must not end this thread: every later turn needs it.
+                    self.log.error("frame_not_sent", reason=str(exc), turn=item[0].turn)
         finally:
             client.close()
 
@@ -130,7 +136,8 @@ class MicActor(Actor):
             except (WavError, OSError, RuntimeError) as exc:
                 self.capture = None
                 self.fail_turn(msg, f"microphone: {exc}")
-        elif self.capture is not None and self.capture.press.turn == msg.turn:
+        elif self.capture is not None and (self.capture.press.session, self.capture.press.turn) == (
+                msg.session, msg.turn):
             self._release()
 
     def _release(self) -> None:
@@ -140,7 +147,12 @@ class MicActor(Actor):
 
     def _start_source(self, capture: _Capture) -> None:
         if self.settings.backend == "wav":
-            pcm = load_pcm16_mono(self.settings.path).tobytes()
+            samples = load_pcm16_mono(self.settings.path)
+            clipped = clipped_fraction(samples)
+            if clipped > CLIPPED_WARN_FRACTION:  # still used: clipped speech is often understood
+                self.log.warning("input_clipped", path=self.settings.path, clipped_fraction=round(clipped, 4),
+                                 turn=capture.press.turn)
+            pcm = samples.tobytes()
             worker = threading.Thread(target=self._play_wav, args=(capture, pcm), daemon=True)
             worker.start()
         else:

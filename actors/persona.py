@@ -2,7 +2,9 @@
 
 Subscribes to `llm.token` and `llm.done`; publishes `say` clauses as soon as
 each is complete, so speech starts while the LLM is still generating. The
-persona (`none` or `rocky`) only changes words; the voice is the tts actor's.
+persona only changes words; the voice is the tts actor's. `rocky` rewrites
+plain English into Rocky-speak by rule; `rocky_llm` expects an LLM prompted
+for Rocky's phrasing (llm.style = rocky) and only tidies its grammar.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from actors.base import Actor
-from actors.persona_text import ClauseSplitter, plain_transform, rocky_transform
+from actors.persona_text import ClauseSplitter, plain_transform, rocky_tidy, rocky_transform
 from bus.codec import Envelope
 from bus.messages import LlmDone, LlmToken, Say
 
-TRANSFORMS: dict[str, Callable[[str], str]] = {"none": plain_transform, "rocky": rocky_transform}
+TRANSFORMS: dict[str, Callable[[str], str]] = {
+    "none": plain_transform, "rocky": rocky_transform, "rocky_llm": rocky_tidy,
+}
 
 
 @dataclass
 class PersonaSettings:
     style: str = "rocky"
-    """rocky (Rocky-speak) or none (the LLM's words as they are)."""
+    """rocky (Rocky-speak by rule), rocky_llm (the LLM speaks Rocky, needs llm.style = rocky; its grammar is
+    only tidied) or none (the LLM's words as they are)."""
     min_clause_chars: int = 12
     first_clause_words: int = 5
     """Cut the first clause after this many words if no punctuation came yet (0: never)."""

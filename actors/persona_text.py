@@ -41,6 +41,7 @@ _CAPS_RE = re.compile(r"(\W*)([A-Z]{2,})(\W*)")
 _BANG_RE = re.compile(r"(?<![\w'\u2019-])([A-Za-z][\w'\u2019-]*)(!+)$")
 _CONJ_RE = re.compile(r",\s+(?=(?:and|but)\s)", re.IGNORECASE)
 _MAX_SENTENCE_WORDS = 14
+_TAG_RE = re.compile(r"\bquestion\?$", re.IGNORECASE)
 
 
 def plain_transform(text: str) -> str:
@@ -61,6 +62,20 @@ def rocky_transform(text: str) -> str:
             # The yes swap may have started a new sentence that still needs a capital.
             for i, sub in enumerate(_SENTENCE_RE.split(swapped)):
                 out.append(_rocky_sentence(_upper_first(sub) if i else sub))
+    return " ".join(s for s in out if s)
+
+
+def rocky_tidy(text: str) -> str:
+    """The "rocky_llm" persona: fix the grammar of an LLM already asked for Rocky's phrasing.
+
+    Only the rules that correct (contractions, long sentences, articles, the question tag) run; the ones
+    that add flourishes (yes yes, good good, thank thank, tripled words) are left to the LLM, which was asked
+    for them, so they are not stacked on top of its own. Text `rocky_transform` has settled is left unchanged.
+    """
+    text = _expand_contractions(plain_transform(text))
+    # Articles go before the split: dropping one can bring ", and" together, which a second pass would split.
+    out = [_question_tag(part) for sentence in _SENTENCE_RE.split(text) if sentence
+           for part in _split_long(_drop_articles(sentence))]
     return " ".join(s for s in out if s)
 
 
@@ -124,8 +139,9 @@ def _is_repeated(words: list[str], idx: int) -> bool:
 
 def _triple_caps(sentence: str) -> str:
     # A sentence shouted entirely in capitals (or "OK." alone) has no single
-    # word to emphasise; tripling every word would be noise.
-    if not re.search(r"[a-z]", sentence):
+    # word to emphasise; tripling every word would be noise. Our own question
+    # tag is not the speaker's words: counting it would triple on a second pass.
+    if not re.search(r"[a-z]", _TAG_RE.sub("", sentence)):
         return sentence
     words = sentence.split(" ")
     out: list[str] = []
@@ -151,7 +167,7 @@ def _triple_bang(sentence: str) -> str:
 
 
 def _question_tag(sentence: str) -> str:
-    if not sentence.endswith("?") or re.search(r"\bquestion\?$", sentence, re.IGNORECASE):
+    if not sentence.endswith("?") or _TAG_RE.search(sentence):
         return sentence
     body = sentence.rstrip("?").rstrip(" ,;:")
     return f"{body}, question?" if body else "Question?"

@@ -83,7 +83,13 @@ class WavFileSink:
         return now()
 
     def play_earcon(self, earcon: tuple[np.ndarray, int]) -> None:
-        """A file holds replies only; the error is in the turn record."""
+        """The earcon goes to its own file (turn 'error-<ms>'), so a test can hear that it sounded."""
+        pcm, rate = earcon
+        name = self.path_template.format(session="error", turn=f"error-{int(now() * 1000)}")
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        sink = WavSink(Path(name), rate)
+        sink.write(pcm.tobytes())
+        sink.close()
 
     def close(self) -> None:
         if self.file is not None:

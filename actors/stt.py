@@ -27,6 +27,8 @@ MIN_SPEECH_MS = 200.0
 """Shorter captures are a slip of the finger, not a question."""
 MAX_TURN_SECONDS = 60.0
 """Audio beyond this is not buffered: memory stays bounded if a button sticks."""
+MAX_OPEN_TURNS = 8
+"""Turns buffered at once; the oldest is dropped when a new one would exceed it."""
 
 
 @dataclass
@@ -136,7 +138,7 @@ class SttActor(Actor):
             if audio is not None and due:
                 self._partial(msg, audio, settled=False)
         elif isinstance(msg, VadEvent):
-            audio = self.turns.setdefault(key, _TurnAudio())
+            audio = self._turn(key)
             audio.speaking = msg.speech
             audio.settled = False
             if not msg.speech:
@@ -147,17 +149,26 @@ class SttActor(Actor):
     def on_interrupt(self, msg: object) -> None:
         self.turns = {k: v for k, v in self.turns.items() if not self.is_cancelled(*k)}
 
+    def _turn(self, key: tuple[str, int]) -> _TurnAudio:
+        if key not in self.turns:
+            while len(self.turns) >= MAX_OPEN_TURNS:
+                # Turns whose capture end was lost must not pile up forever.
+                self.turns.pop(next(iter(self.turns)))
+            self.turns[key] = _TurnAudio()
+        return self.turns[key]
+
     def _add_frame(self, key: tuple[str, int], frame: AudioFrame, pcm: bytes) -> _TurnAudio | None:
         if frame.sample_rate != SAMPLE_RATE:
             self.log.warning("frame_rate_refused", rate=frame.sample_rate, want=SAMPLE_RATE)
             return None
-        if len(self.turns) > 8 and key not in self.turns:
-            # Turns whose capture end was lost must not pile up forever.
-            self.turns.pop(next(iter(self.turns)))
-        audio = self.turns.setdefault(key, _TurnAudio())
-        if audio.samples < MAX_TURN_SECONDS * SAMPLE_RATE:
-            audio.chunks.append(pcm)
-            audio.samples += len(pcm) // 2
+        audio = self._turn(key)
+        # Whole samples only (half a sample would shift all later ones), and never past the turn's cap,
+        # even when one frame is megabytes long.
+        room = max(0, int(MAX_TURN_SECONDS * SAMPLE_RATE) - audio.samples)
+        kept = pcm[: 2 * min(len(pcm) // 2, room)]
+        if kept:
+            audio.chunks.append(kept)
+            audio.samples += len(kept) // 2
         return audio
 
     def _partial(self, about: AudioFrame | VadEvent, audio: _TurnAudio, settled: bool) -> None:

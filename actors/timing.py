@@ -32,9 +32,11 @@ TIMING_FIELDS = (
     "capture_ms", "bus_transit_ms_p50", "bus_transit_ms_max", "stt_ms", "stt_compute_ms",
     "llm_first_token_ms", "llm_total_ms", "llm_tokens", "tokens_per_s", "persona_ms",
     "tts_first_chunk_ms", "tts_total_ms", "first_audio_at", "playback_finished_at",
-    "release_to_first_audio_ms", "press_to_first_audio_ms", "first_audible_at", "release_to_first_audible_ms",
+    "release_to_first_audio_ms", "press_to_first_audio_ms",
 )
 """Every record has these keys (None where a stage did not happen, e.g. no press in a typed turn)."""
+PROBE_FIELDS = ("first_audible_at", "release_to_first_audible_ms")
+"""Also in every record, but set only when an `audible` probe records the output device."""
 
 
 def _ms(later: float | None, earlier: float | None) -> float | None:
@@ -55,8 +57,10 @@ class TurnTimeline:
     llm_done: LlmDone | None = None
     first_say: float | None = None
     said: list[str] = field(default_factory=list)
+    said_last: bool = False
     first_chunk: float | None = None
     last_chunk: float | None = None
+    chunk_last: bool = False
     first_audio: float | None = None
     first_audible: float | None = None
     finished: float | None = None
@@ -89,9 +93,11 @@ class TurnTimeline:
             self.first_say = self.first_say or msg.ts
             if msg.text:
                 self.said.append(msg.text)
+            self.said_last = self.said_last or msg.last
         elif isinstance(msg, AudioChunk):
             self.first_chunk = self.first_chunk or msg.ts
             self.last_chunk = msg.ts
+            self.chunk_last = self.chunk_last or msg.last
         elif isinstance(msg, PlayerEvent):
             if msg.state == "started" and self.first_audio is None:
                 self.first_audio = msg.ts
@@ -106,6 +112,21 @@ class TurnTimeline:
             self.interrupt = self.interrupt or msg.ts
         elif isinstance(msg, TurnError) and self.error is None:
             self.error = msg
+
+    def waits_on(self, actor: str) -> bool:
+        """Whether this open turn still needs `actor` (a crash of it means the turn cannot finish)."""
+        role = actor.split("-")[0]  # replicas are named stt-2, llm-2, ...
+        spoken = self.press is not None
+        needs = {
+            "proxy": True,  # anything in flight may have been lost with it
+            "mic": spoken and self.capture_ms is None,
+            "stt": spoken and self.transcript is None,
+            "llm": self.llm_done is None,
+            "persona": not self.said_last,
+            "tts": not self.chunk_last,
+            "player": self.finished is None and self.silenced is None,
+        }
+        return needs.get(role, False)
 
     @property
     def complete(self) -> bool:

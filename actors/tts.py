@@ -2,7 +2,10 @@
 
 Subscribes to `say`; publishes `audio.out` chunks (int16 mono PCM as the raw
 payload) and a closing chunk with `last=True` after the reply's last clause.
-Backends: piper (the product), silent and tone (tests and smoke runs).
+Backends: piper (the product, in process), http (a local TTS server such as
+piper.http_server; see docs/tts-servers.md), espeak (the espeak-ng program: a
+tiny fast fallback), silent and tone (tests and smoke runs). The two outside
+voices live in actors/tts_backends.py.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from actors.base import Actor
+from actors.tts_backends import EspeakSynthesizer, HttpSynthesizer
 from bus.codec import Envelope
 from bus.messages import AudioChunk, Say
 
@@ -22,7 +26,7 @@ from bus.messages import AudioChunk, Say
 @dataclass
 class TtsSettings:
     backend: str = "piper"
-    """piper, silent or tone (the last two are for tests)."""
+    """piper, http, espeak, silent or tone (the last two are for tests)."""
     voice: str = ""
     """A Piper voice .onnx (with its .onnx.json); empty means the embedded en_US-joe-medium."""
     length_scale: float = 1.0
@@ -31,6 +35,27 @@ class TtsSettings:
     """Rate of the silent and tone backends (Piper uses its voice's own)."""
     streaming: bool = True
     """Send each piece as soon as it is synthesised (False: the sequential flow, one chunk per reply)."""
+    url: str = "http://127.0.0.1:5000/synthesize"
+    """http backend: the server's synthesis URL (this one is `python -m piper.http_server`'s default)."""
+    request: str = "json"
+    """http backend: json (POST {text_field: text, **extra_fields}), text (POST the bare text) or
+    query (GET url?text_field=text&extra_fields...). The answer must be a 16-bit PCM WAV."""
+    text_field: str = "text"
+    """http backend: the field that carries the text (piper and Coqui: text; OpenAI-style servers: input)."""
+    extra_fields: str = ""
+    """http backend: more request fields as a JSON object, e.g. '{"voice": "af_sky", "response_format": "wav"}'."""
+    connect_timeout_s: float = 2.0
+    """http backend: how long to wait for the server to accept the connection."""
+    read_timeout_s: float = 30.0
+    """http backend: how long the server may stay silent while answering one clause."""
+    espeak_command: str = "espeak-ng"
+    """espeak backend: the program (a name on PATH or a path)."""
+    espeak_voice: str = "en-us"
+    """espeak backend: an espeak-ng voice (`espeak-ng --voices` lists them)."""
+    espeak_wpm: int = 175
+    """espeak backend: speaking pace in words per minute."""
+    espeak_timeout_s: float = 10.0
+    """espeak backend: a clause that takes longer is stopped and its turn fails (a hung program)."""
 
 
 class Synthesizer(Protocol):
@@ -89,11 +114,17 @@ class ToneSynthesizer:
 def make_synthesizer(settings: TtsSettings) -> Synthesizer:
     if settings.backend == "piper":
         return PiperSynthesizer(settings)
+    if settings.backend == "http":
+        return HttpSynthesizer(settings.url, settings.request, settings.text_field, settings.extra_fields,
+                               settings.connect_timeout_s, settings.read_timeout_s)
+    if settings.backend == "espeak":
+        return EspeakSynthesizer(settings.espeak_command, settings.espeak_voice, settings.espeak_wpm,
+                                 settings.espeak_timeout_s)
     if settings.backend == "silent":
         return SilentSynthesizer(settings.sample_rate)
     if settings.backend == "tone":
         return ToneSynthesizer(settings.sample_rate)
-    raise ValueError(f"tts.backend {settings.backend!r}: use piper, silent or tone")
+    raise ValueError(f"tts.backend {settings.backend!r}: use piper, http, espeak, silent or tone")
 
 
 class TtsActor(Actor):

@@ -14,7 +14,11 @@ from actors.base import Actor
 from bus.codec import Envelope
 from bus.messages import AudioFrame, CaptureEnd, VadEvent
 
-FRAME_MS = 20.0
+FRAME_MS = 20
+VAD_RATES = (8000, 16000, 32000, 48000)
+"""The only sample rates webrtcvad accepts."""
+MAX_OPEN_TURNS = 8
+"""Turns tracked at once; the oldest is dropped when a new one would exceed it."""
 
 
 @dataclass
@@ -63,13 +67,18 @@ class VadActor(Actor):
             state = self.turns.pop(key, None)
             if state is not None and state.speaking:
                 self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=False,
-                                      audio_ms=state.frames * FRAME_MS))
+                                      audio_ms=float(state.frames * FRAME_MS)))
             return
-        if not isinstance(msg, AudioFrame) or len(env.payload) != int(msg.sample_rate * FRAME_MS / 1000) * 2:
-            return  # webrtcvad takes only 10/20/30 ms frames; ours are 20 ms
+        if not isinstance(msg, AudioFrame):
+            return
+        if msg.sample_rate not in VAD_RATES or len(env.payload) != msg.sample_rate * FRAME_MS // 1000 * 2:
+            # webrtcvad takes only these rates and 10/20/30 ms frames (ours are 20 ms); anything
+            # else would make it raise on every frame.
+            self.log.warning("frame_refused", rate=msg.sample_rate, payload_bytes=len(env.payload))
+            return
         assert self.detector is not None
         if key not in self.turns:
-            while len(self.turns) > 8:  # turns whose capture end was lost
+            while len(self.turns) >= MAX_OPEN_TURNS:  # turns whose capture end was lost
                 self.turns.pop(next(iter(self.turns)))
         state = self.turns.setdefault(key, _TurnState())
         state.frames += 1
@@ -79,5 +88,5 @@ class VadActor(Actor):
         if state.run >= needed:
             state.speaking, state.run = not state.speaking, 0
             # The change began `needed` frames ago, when the run started.
-            at_ms = (state.frames - needed) * FRAME_MS
+            at_ms = float((state.frames - needed) * FRAME_MS)
             self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=state.speaking, audio_ms=at_ms))

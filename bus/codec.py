@@ -43,7 +43,13 @@ def encode(msg: Message, payload: bytes = b"", topic: str | None = None) -> list
     if payload and not msg.HAS_PAYLOAD:
         raise CodecError(f"{type(msg).__name__} carries no payload")
     fields = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
-    header = msgpack.packb({"v": PROTOCOL_VERSION, "t": msg.WIRE_NAME, "f": fields}, use_bin_type=True)
+    try:
+        header = msgpack.packb({"v": PROTOCOL_VERSION, "t": msg.WIRE_NAME, "f": fields}, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:  # an int past 64 bits, an unpackable object
+        raise CodecError(f"{type(msg).__name__} cannot be packed: {exc}") from exc
+    if len(header) > MAX_HEADER_BYTES:
+        # Every receiver would drop it; say so here, where the publisher can end its turn.
+        raise CodecError(f"{type(msg).__name__}: header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
         frames = [(topic or topic_for(msg)).encode("ascii"), header]
     except UnicodeEncodeError as exc:
@@ -65,23 +71,37 @@ def decode(frames: list[bytes]) -> Envelope:
     if len(header) > MAX_HEADER_BYTES:
         raise CodecError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
-        head = msgpack.unpackb(header, raw=False, strict_map_key=True)
+        # No message uses msgpack extension types: refuse them rather than hand handlers
+        # ExtType objects; a timestamp extension becomes a plain float.
+        head = msgpack.unpackb(header, raw=False, strict_map_key=True, ext_hook=_refuse_ext, timestamp=1)
     except Exception as exc:  # msgpack raises several unrelated types for garbage
         raise CodecError(f"header is not msgpack: {exc}") from exc
     if not isinstance(head, dict) or set(head) != {"v", "t", "f"}:
         raise CodecError("header is not a {v, t, f} map")
     if type(head["v"]) is not int or head["v"] != PROTOCOL_VERSION:
-        raise CodecError(f"protocol version {head['v']!r}, this side speaks {PROTOCOL_VERSION}")
+        raise CodecError(f"protocol version {_short(head['v'])}, this side speaks {PROTOCOL_VERSION}")
     cls = REGISTRY.get(head["t"]) if isinstance(head["t"], str) else None
     if cls is None:
-        raise CodecError(f"unknown message type {head['t']!r}")
+        raise CodecError(f"unknown message type {_short(head['t'])}")
     if not isinstance(head["f"], dict):
         raise CodecError(f"{cls.__name__}: fields are not a map")
     msg = _build(cls, head["f"])
     payload = bytes(frames[2]) if len(frames) == 3 else b""
     if payload and not cls.HAS_PAYLOAD:
         raise CodecError(f"{cls.__name__} carries no payload")
+    if len(payload) % 2:  # every payload is int16 PCM: half a sample would shift all later ones
+        raise CodecError(f"{cls.__name__}: odd payload of {len(payload)} bytes is not int16 PCM")
     return Envelope(topic=topic, msg=msg, payload=payload)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A repr short enough to log: a garbage frame must not turn into a megabyte log line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not part of this protocol")
 
 
 _FIELD_TYPES: dict[type[Message], dict[str, Any]] = {}
@@ -98,7 +118,8 @@ def _build(cls: type[Message], values: dict[str, Any]) -> Message:
     types = _field_types(cls)
     unknown = set(values) - set(types)
     if unknown:
-        raise CodecError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+        # Keys may mix str and bytes (msgpack allows both), which do not sort together.
+        raise CodecError(f"{cls.__name__}: unknown fields {_short(sorted(map(repr, unknown)))}")
     for name, value in values.items():
         if not _matches(value, types[name]):
             raise CodecError(f"{cls.__name__}.{name}: {type(value).__name__} is not {types[name]}")

@@ -48,6 +48,12 @@ def build_actor(name: str, config: dict[str, Any]) -> Actor:
     if name == "logger":
         from actors.logger import LoggerActor
         return LoggerActor(settings)
+    if name == "button":
+        from pi.button import GpioButtonActor
+        return GpioButtonActor(settings)
+    if name == "leds":
+        from pi.leds import LedActor
+        return LedActor(settings)
     raise ValueError(f"unknown actor {name!r}")
 
 

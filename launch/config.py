@@ -24,16 +24,19 @@ from actors.stt import SttSettings
 from actors.tts import TtsSettings
 from actors.vad import VadSettings
 from bus.sockets import BusAddress
+from pi.button import GpioButtonSettings
+from pi.leds import LedSettings
 
 SETTINGS: dict[str, type] = {
     "mic": MicSettings, "vad": VadSettings, "stt": SttSettings, "llm": LlmSettings,
     "persona": PersonaSettings, "tts": TtsSettings, "player": PlayerSettings, "logger": LoggerSettings,
+    "button": GpioButtonSettings, "leds": LedSettings,
 }
 ACTORS = ("proxy", *SETTINGS)
 DEFAULT_SETS: dict[str, list[str]] = {
     "local": ["proxy", "logger", "mic", "vad", "stt", "llm", "persona", "tts", "player"],
     "server": ["proxy", "logger", "vad", "stt", "llm", "persona", "tts"],
-    "pi": ["mic", "player"],
+    "pi": ["mic", "player", "button", "leds"],
     "typed": ["proxy", "logger", "llm", "persona", "tts", "player"],
 }
 ADDRESS_ENV = "ROCKY_RELAY_BUS"
@@ -76,6 +79,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not sep or not dot:
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. llm.max_tokens=32")
         _merge(config, {section: {field: _coerce(section, field, value.strip())}}, "--set")
+    if config["persona"]["style"] == "rocky_llm":
+        # The rocky_llm persona only tidies: the LLM itself must be asked for Rocky's phrasing.
+        config["llm"]["style"] = "rocky"
     return config
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.handshake import prove_path, wait_for_actors
-from bus.messages import Ready, Shutdown
+from bus.messages import ActorDown, Ready, Shutdown
 from bus.sockets import BusClient
 from launch.config import bus_address
 
@@ -52,6 +52,19 @@ class Child:
     quick_failures: int = 0
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
+    died_at: float = 0.0
+    down_reported: bool = True
+    """The logger and the others were told of the last death (`ctl.down`)."""
+
+
+@dataclass(frozen=True)
+class Restart:
+    """One death and respawn, for tests and the reliability report (monotonic seconds)."""
+
+    name: str
+    exit_code: int
+    died_at: float
+    respawned_at: float
 
 
 class Supervisor:
@@ -65,6 +78,9 @@ class Supervisor:
         self.started = threading.Event()
         self.readies: dict[str, Ready] = {}
         self.start_error: BaseException | None = None
+        self.restart_log: list[Restart] = []
+        self._bus: BusClient | None = None
+        """The monitor thread's own client, for `ctl.down` reports."""
 
     # --- public ------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> dict[str, Ready]:
@@ -141,9 +157,13 @@ class Supervisor:
         for child in order:
             self._spawn(child)
         self.started.set()
-        while not self.stopping.wait(0.05):
-            for child in order:
-                self._check(child)
+        try:
+            while not self.stopping.wait(0.05):
+                for child in order:
+                    self._check(child)
+        finally:
+            if self._bus is not None:
+                self._bus.close()
 
     def _check(self, child: Child) -> None:
         proc = child.process
@@ -151,15 +171,36 @@ class Supervisor:
         if proc is not None and proc.poll() is not None:
             child.exit_codes.append(proc.returncode)
             child.process = None
+            child.died_at, child.down_reported = now, False
             quick = now - child.started_at < STABLE_AFTER_S
             child.quick_failures = child.quick_failures + 1 if quick else 0
             delay = RESTART_BACKOFF_S[min(child.quick_failures, len(RESTART_BACKOFF_S)) - 1] if quick else 0.0
             child.next_start = now + delay
             sys.stderr.write(f"rocky-relay: {child.name} exited with {proc.returncode}; "
                              f"restarting in {delay:.1f} s (log: {self.log_dir / (child.name + '.log')})\n")
+            if child.name != "proxy":  # with the proxy gone nobody would hear it: report once it is back
+                self._report_down(child, restart_in_s=delay)
         if child.process is None and now >= child.next_start and not self.stopping.is_set():
             child.restarts += 1
             self._spawn(child)
+            self.restart_log.append(Restart(child.name, child.exit_codes[-1], child.died_at, child.started_at))
+            if not child.down_reported:
+                self._report_down(child, restart_in_s=0.0)
+
+    def _report_down(self, child: Child, restart_in_s: float) -> None:
+        """Tell the bus an actor died, so the turns it was in end with an error instead of hanging."""
+        if self.stopping.is_set():
+            return
+        try:
+            if self._bus is None:
+                self._bus = BusClient(bus_address(self.config), name="supervisor-monitor")
+                prove_path(self._bus, timeout_s=5.0)
+            elif child.name == "proxy":
+                prove_path(self._bus, timeout_s=5.0)  # the new proxy must be forwarding first
+            self._bus.publish(ActorDown(actor=child.name, exit_code=child.exit_codes[-1], restart_in_s=restart_in_s))
+            child.down_reported = True
+        except TimeoutError:
+            sys.stderr.write(f"rocky-relay: could not report {child.name}'s exit on the bus (no proxy)\n")
 
     def _signal_all(self, sig: int) -> None:
         for child in self.children.values():

@@ -1,0 +1,1 @@
+"""What only a Raspberry Pi needs: GPIO pins, the push-to-talk button, the status LED (see pi/README.md)."""

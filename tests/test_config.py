@@ -20,7 +20,7 @@ from launch.config import (
     settings_for,
 )
 
-EXPECTED_ACTORS = {"mic", "vad", "stt", "llm", "persona", "tts", "player", "logger"}
+EXPECTED_ACTORS = {"mic", "vad", "stt", "llm", "persona", "tts", "player", "logger", "button", "leds"}
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def test_default_config_has_every_actor_section_and_set() -> None:
         assert config[name] == dataclasses.asdict(cls())
         assert settings_for(name, config) == cls()
     assert {"local", "server", "pi", "typed"} <= set(config["sets"])
-    assert actor_set(config, "pi") == ["mic", "player"]
+    assert actor_set(config, "pi") == ["mic", "player", "button", "leds"]
     assert "proxy" in actor_set(config, "local")
     assert bus_address(config) == BusAddress()
 
@@ -195,3 +195,8 @@ def test_a_bad_bus_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch, value:
     monkeypatch.setenv("ROCKY_RELAY_BUS", value)
     with pytest.raises(ConfigError, match="ROCKY_RELAY_BUS"):
         load_config()
+
+
+def test_rocky_llm_persona_asks_the_llm_for_rocky_phrasing() -> None:
+    assert load_config(None, [])["llm"]["style"] == "plain"
+    assert load_config(None, ["persona.style=rocky_llm"])["llm"]["style"] == "rocky"
