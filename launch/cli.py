@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bus.security import BusSecurityError
 from launch.config import ConfigError, actor_set, bus_address, load_config
 from launch.logsetup import configure_logging
 
@@ -24,8 +25,12 @@ DEFAULT_CONFIG = Path("rocky-relay.toml")
 
 
 def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str, Any]:
+    from bus.security import require_security
+
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    return load_config(path, [*extra, *args.set])
+    config = load_config(path, [*extra, *args.set])
+    require_security(bus_address(config))  # a LAN bus without keys: say so before spawning anything
+    return config
 
 
 @contextmanager
@@ -196,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="only the rocky+piper variant")
     bench.add_argument("--no-append", action="store_true", help="do not append to BENCHMARK.md")
     bench.set_defaults(func=cmd_bench)
+    # Subcommands that live in their own modules; each adds its parser.
+    from launch import config_doc, doctor, keys, report
+    from models import manage
+
+    keys.register(sub)
+    config_doc.register(sub)
+    report.register(sub)
+    manage.register(sub)
+    doctor.register(sub)
     return parser
 
 
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(json_output=False)
     try:
         return int(args.func(args))
-    except (ConfigError, TimeoutError) as exc:
+    except (ConfigError, TimeoutError, BusSecurityError) as exc:
         print(f"rocky-relay {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 """Configuration: defaults from each actor's settings dataclass, a TOML file over them, `--set` on top.
 
     [bus]      pub / sub addresses of the proxy
+    [security] keys_dir / name: the CURVE key store (empty: none; a bus off loopback needs it)
     [sets]     actor set name -> list of actor names ("proxy" runs the bus proxy)
     [stt] [llm] [tts] ...   one table per actor, fields of its settings dataclass
 """
@@ -24,6 +25,7 @@ from actors.stt import SttSettings
 from actors.tts import TtsSettings
 from actors.vad import VadSettings
 from bus.sockets import BusAddress
+from launch.keys import secure_address
 from pi.button import GpioButtonSettings
 from pi.leds import LedSettings
 
@@ -50,6 +52,7 @@ class ConfigError(ValueError):
 def default_config() -> dict[str, Any]:
     bus = BusAddress()
     config: dict[str, Any] = {"bus": {"pub": bus.pub_addr, "sub": bus.sub_addr},
+                              "security": {"keys_dir": "", "name": ""},
                               "sets": {k: list(v) for k, v in DEFAULT_SETS.items()}}
     for name, cls in SETTINGS.items():
         config[name] = dataclasses.asdict(cls())
@@ -86,7 +89,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def bus_address(config: dict[str, Any]) -> BusAddress:
-    return BusAddress(pub_addr=config["bus"]["pub"], sub_addr=config["bus"]["sub"])
+    """The proxy's address, with CURVE keys when [security] keys_dir names a key store."""
+    address = BusAddress(pub_addr=config["bus"]["pub"], sub_addr=config["bus"]["sub"])
+    security = config.get("security", {})
+    return secure_address(address, security.get("keys_dir") or None, security.get("name") or None)
 
 
 def settings_for(name: str, config: dict[str, Any]) -> Any:
@@ -116,6 +122,13 @@ def _merge(config: dict[str, Any], update: dict[str, Any], origin: str) -> None:
                 if key not in ("pub", "sub"):
                     raise ConfigError(f"{origin}: [bus] has no key {key!r} (pub, sub)")
                 config["bus"][key] = str(value)
+        elif section == "security":
+            for key, value in values.items():
+                if key not in ("keys_dir", "name"):
+                    raise ConfigError(f"{origin}: [security] has no key {key!r} (keys_dir, name)")
+                if not isinstance(value, str):
+                    raise ConfigError(f"{origin}: security.{key} = {value!r} is not a string")
+                config["security"][key] = value
         elif section in SETTINGS:
             fields = {f.name: f for f in dataclasses.fields(SETTINGS[section])}
             for key, value in values.items():
@@ -124,7 +137,8 @@ def _merge(config: dict[str, Any], update: dict[str, Any], origin: str) -> None:
                 _check_type(section, key, value, origin)
                 config[section][key] = value
         else:
-            raise ConfigError(f"{origin}: unknown section [{section}]; sections: bus, sets, {', '.join(SETTINGS)}")
+            known = ", ".join(["bus", "security", "sets", *SETTINGS])
+            raise ConfigError(f"{origin}: unknown section [{section}]; sections: {known}")
 
 
 def _check_type(section: str, key: str, value: Any, origin: str) -> None:

@@ -1,0 +1,311 @@
+"""`rocky-relay doctor`: checks what a turn needs on this machine and says how to fix each problem.
+
+Sections: python, audio devices, models (sizes; --full adds sha256), bus
+addresses and ports, keys, CPU features for the llama.cpp build, llama_cpp,
+free disk. Each finding is OK, WARN or FAIL with a one-line fix; the exit code
+is 1 when anything FAILs. WARN is for what only some uses need (live audio on
+a server, say), FAIL for what breaks the configured setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import platform
+import shutil
+import socket
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bus.sockets import BusAddress
+from models.manage import check, load_args_config, resolve
+from models.registry import model_cache_dir
+
+LLAMA_BUILD_FLAGS = ("avx", "avx2", "fma", "f16c")
+"""What setup.sh builds llama.cpp with (-DGGML_NATIVE=OFF plus these): a CPU without one crashes in it."""
+REBUILD = ("CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF' .venv/bin/pip install "
+           "--no-cache-dir --no-deps --force-reinstall llama-cpp-python=={version}")
+# llama.cpp's system-info names -> /proc/cpuinfo flags, for the features a wheel was built to use.
+LLAMA_INFO_FLAGS = {"SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX2": "avx2", "FMA": "fma", "F16C": "f16c",
+                    "BMI2": "bmi2", "AVX512": "avx512f", "AVX512_VNNI": "avx512_vnni", "AVX_VNNI": "avx_vnni"}
+LOW_DISK_BYTES = 1_000_000_000
+
+
+@dataclass
+class Finding:
+    section: str
+    status: str
+    """ok, warn or fail."""
+    text: str
+    fix: str = ""
+
+
+def check_python() -> list[Finding]:
+    # Older than 3.11 cannot get here (tomllib, and pip refuses the install), so this only reports.
+    version = ".".join(map(str, sys.version_info[:3]))
+    return [Finding("python", "ok", f"Python {version} ({sys.executable})")]
+
+
+def check_audio(config: dict[str, Any]) -> list[Finding]:
+    live = "live talk needs it; WAV in/out works without: talk --input q.wav --output reply.wav"
+    try:
+        import sounddevice
+    except ImportError:
+        return [Finding("audio", "warn", f"sounddevice is not installed ({live})", "pip install -e '.[edge]'")]
+    except OSError as exc:  # the module imports PortAudio's shared library at import time
+        return [Finding("audio", "warn", f"PortAudio library missing: {exc} ({live})",
+                        "sudo apt install libportaudio2 (macOS: brew install portaudio)")]
+    devices = list(sounddevice.query_devices())
+    if not devices:
+        return [Finding("audio", "warn", f"no audio devices at all ({live})",
+                        "start PulseAudio/PipeWire (pactl info) and install libasound2-plugins; headless: "
+                        "pulseaudio -D with a null sink, then --set mic.device=pulse --set player.device=pulse")]
+    findings = []
+    for kind, section in (("input", "mic"), ("output", "player")):
+        channels = f"max_{kind}_channels"
+        wanted = str(config[section]["device"])
+        names = ", ".join(repr(d["name"]) for d in devices if d[channels] > 0) or "none"
+        try:
+            info = sounddevice.query_devices(int(wanted) if wanted.isdigit() else wanted or None, kind=kind)
+            findings.append(Finding("audio", "ok", f"{kind}: {info['name']!r}"
+                                    f"{' (system default)' if not wanted else ''}; {kind}s: {names}"))
+        except (ValueError, sounddevice.PortAudioError) as exc:
+            status = "fail" if wanted and config[section]["backend"] == "sounddevice" else "warn"
+            findings.append(Finding("audio", status, f"{kind} {wanted or 'default'}: {exc}; {kind}s: {names}",
+                                    f"--set {section}.device=NAME with one of the {kind}s listed (or check "
+                                    "PulseAudio: pactl info)"))
+    return findings
+
+
+def check_models(config: dict[str, Any], full: bool) -> list[Finding]:
+    outcomes = [(entry, check(entry, full=full)) for entry in resolve(config)]
+    return [Finding("models", out.status, f"{entry.label}: {out.text}", out.fix) for entry, out in outcomes]
+
+
+@dataclass
+class Endpoint:
+    setting: str
+    address: str
+    host: str = ""
+    port: int = 0
+    ip: str = ""
+    path: str = ""  # of an ipc:// socket
+
+
+def _parse(setting: str, address: str) -> Endpoint | Finding:
+    end = Endpoint(setting, address)
+    fix = (f"--set {setting}=tcp://127.0.0.1:{7750 if setting == 'bus.pub' else 7751} (or [bus] in the config, "
+           "or ROCKY_RELAY_BUS=host[:port])")
+    scheme, sep, rest = address.partition("://")
+    if scheme == "ipc" and rest:
+        end.path = rest
+        return end
+    host, _, port = rest.rpartition(":")
+    if scheme != "tcp" or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return Finding("bus", "fail", f"{setting} = {address!r}: expected tcp://HOST:PORT or ipc://PATH", fix)
+    end.host, end.port = host.strip("[]"), int(port)
+    try:
+        end.ip = str(socket.getaddrinfo(end.host, end.port, type=socket.SOCK_STREAM)[0][4][0])
+    except socket.gaierror as exc:
+        return Finding("bus", "fail", f"{setting} = {address!r}: cannot resolve {end.host!r} ({exc})", fix)
+    return end
+
+
+def _port_state(end: Endpoint) -> str:
+    """free, in use, or remote (not an address of this machine)."""
+    family = socket.AF_INET6 if ":" in end.ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers do not count as in use
+        try:
+            sock.bind((end.ip, end.port))
+            return "free"
+        except OSError as exc:
+            return "remote" if exc.errno == errno.EADDRNOTAVAIL else "in use"
+
+
+def _secured(config: dict[str, Any]) -> BusAddress:
+    """The bus address with this peer's CURVE keys when [security] keys_dir names a store."""
+    address = BusAddress(pub_addr=config["bus"]["pub"], sub_addr=config["bus"]["sub"])
+    security = config.get("security") or {}
+    if not security.get("keys_dir"):
+        return address
+    from launch.keys import secure_address
+
+    return secure_address(address, security["keys_dir"], security.get("name") or None)
+
+
+def _proxy_answers(config: dict[str, Any]) -> bool:
+    import zmq
+
+    from bus.handshake import prove_path
+    from bus.sockets import BusClient
+
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        client = BusClient(_secured(config), ctx=ctx, name="doctor")
+    except (ValueError, zmq.ZMQError):  # no keys for a LAN bus: the keys section says why
+        ctx.term()
+        return False
+    try:
+        prove_path(client, timeout_s=1.5)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        client.close()
+        ctx.term()
+
+
+def check_bus(config: dict[str, Any]) -> list[Finding]:
+    parsed = [_parse(s, config["bus"][k]) for s, k in (("bus.pub", "pub"), ("bus.sub", "sub"))]
+    findings = [p for p in parsed if isinstance(p, Finding)]
+    ends = [p for p in parsed if isinstance(p, Endpoint)]
+    if findings:
+        return findings
+    states = {e.setting: ("exists" if Path(e.path).exists() else "free") if e.path else _port_state(e) for e in ends}
+    proxy = any(s != "free" for s in states.values()) and _proxy_answers(config)
+    for end in ends:
+        state, where = states[end.setting], end.address
+        if proxy:
+            findings.append(Finding("bus", "ok", f"{end.setting} {where}: a Rocky Relay proxy is running there (fine)"))
+        elif state == "free":
+            findings.append(Finding("bus", "ok", f"{end.setting} {where}: free; `rocky-relay launch` binds it"))
+        elif state == "remote":
+            findings.append(Finding("bus", "warn", f"{end.setting} {where}: no proxy answers on {end.host}",
+                                    f"start `rocky-relay launch server` on {end.host}, or check the address/firewall"))
+        else:
+            findings.append(Finding("bus", "fail", f"{end.setting} {where}: in use by something that is not a "
+                                    "Rocky Relay proxy", f"free it (ss -ltnp 'sport = :{end.port}') or move the bus: "
+                                    "--set bus.pub=tcp://127.0.0.1:7760 --set bus.sub=tcp://127.0.0.1:7761"))
+    return findings
+
+
+def check_keys(config: dict[str, Any]) -> list[Finding]:
+    keys_dir = (config.get("security") or {}).get("keys_dir", "")
+    from bus.security import BusSecurityError, is_local_endpoint
+
+    local = all(is_local_endpoint(config["bus"][k]) for k in ("pub", "sub"))
+    if not keys_dir:
+        if local:
+            return [Finding("keys", "ok", "loopback bus: no keys needed")]
+        return [Finding("keys", "fail", "the bus leaves this machine without CURVE keys: every actor refuses it",
+                        "rocky-relay keys init (server) / keys install BUNDLE (satellite), then "
+                        "--set security.keys_dir=~/.config/rocky-relay/keys")]
+    try:
+        curve = _secured(config).curve
+    except (BusSecurityError, OSError, ValueError) as exc:
+        return [Finding("keys", "fail", f"keys in {keys_dir}: {exc}", "rocky-relay keys --help")]
+    assert curve is not None  # keys_dir is set, so secure_address loaded a pair or raised
+    role = "server pair (runs the proxy)" if curve.allow_dir else f"satellite pair {curve.name!r}"
+    return [Finding("keys", "ok", f"CURVE keys in {keys_dir}: {role}")]
+
+
+def cpu_flags() -> set[str] | None:
+    try:
+        line = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        return None
+    return set(line.partition(":")[2].split())
+
+
+def _llama_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llama-cpp-python")
+    except PackageNotFoundError:
+        return "0.3.36"  # what setup.sh pins
+
+
+def check_cpu(flags: set[str] | None) -> list[Finding]:
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64", "i686", "i386"):
+        return [Finding("cpu", "ok", f"{machine}: setup.sh builds llama.cpp natively here (x86 flags only on x86)")]
+    if flags is None:
+        return [Finding("cpu", "warn", "cannot read /proc/cpuinfo to check avx/avx2/fma/f16c",
+                        "if llama crashes with an illegal instruction: " + REBUILD.format(version=_llama_version()))]
+    missing = [f for f in LLAMA_BUILD_FLAGS if f not in flags]
+    if missing:
+        return [Finding("cpu", "fail", f"CPU lacks {', '.join(missing)}: the llama.cpp build of setup.sh "
+                        "(GGML_NATIVE=OFF with AVX2/FMA/F16C) dies with an illegal instruction",
+                        "rebuild without them: " + REBUILD.format(version=_llama_version()))]
+    extra = " (avx512f too: kept off on purpose, a native build crashed on such CPUs)" if "avx512f" in flags else ""
+    return [Finding("cpu", "ok", f"{' '.join(LLAMA_BUILD_FLAGS)} present{extra}")]
+
+
+def check_llama(config: dict[str, Any], flags: set[str] | None) -> list[Finding]:
+    needed = config["llm"]["backend"] == "llama-cpp"
+    try:
+        import llama_cpp
+    except (ImportError, OSError) as exc:
+        why = "" if needed else f" (not needed: llm.backend={config['llm']['backend']})"
+        return [Finding("llama", "fail" if needed else "ok", f"llama_cpp not importable: {exc}{why}",
+                        "./setup.sh (builds llama-cpp-python once with safe CPU flags)")]
+    info = llama_cpp.llama_print_system_info()
+    info = info.decode() if isinstance(info, bytes) else str(info)
+    built = {name.strip() for name, _, on in (p.partition("=") for p in info.split("|")) if on.strip() == "1"}
+    lacking = sorted(n for n in built if n in LLAMA_INFO_FLAGS and flags is not None
+                     and LLAMA_INFO_FLAGS[n] not in flags)
+    if lacking:
+        return [Finding("llama", "fail", f"llama_cpp {llama_cpp.__version__} was built for {', '.join(lacking)}, "
+                        "which this CPU lacks", "rebuild it: " + REBUILD.format(version=_llama_version()))]
+    return [Finding("llama", "ok", f"llama_cpp {llama_cpp.__version__} imports; built with "
+                    f"{', '.join(sorted(n for n in built if n in LLAMA_INFO_FLAGS)) or 'no x86 extensions'}")]
+
+
+def check_disk(config: dict[str, Any]) -> list[Finding]:
+    findings = []
+    for what, path in (("logs", Path(config["logger"]["path"]).parent), ("model cache", model_cache_dir())):
+        existing = path.resolve()
+        while not existing.exists():  # not created yet: the disk it will land on
+            existing = existing.parent
+        usage = shutil.disk_usage(existing)
+        text = f"{what} {path}: {usage.free / 1e9:.1f} GB free"
+        if usage.free < LOW_DISK_BYTES:
+            fix = ("free some space (the models take ~0.6 GB; logs grow per turn)" if what == "logs" else
+                   "free some space or set ROCKY_RELAY_MODEL_CACHE to a disk with room")
+            findings.append(Finding("disk", "warn", text + " (under 1 GB)", fix))
+        else:
+            findings.append(Finding("disk", "ok", text))
+    return findings
+
+
+def run_checks(config: dict[str, Any], full: bool = False) -> list[Finding]:
+    flags = cpu_flags()
+    return [*check_python(), *check_audio(config), *check_models(config, full), *check_bus(config),
+            *check_keys(config), *check_cpu(flags), *check_llama(config, flags), *check_disk(config)]
+
+
+def report(findings: Iterable[Finding]) -> int:
+    findings = list(findings)
+    section = ""
+    for finding in findings:
+        if finding.section != section:
+            section = finding.section
+            print(f"[{section}]")
+        print(f"  {finding.status.upper():5s} {finding.text}")
+        if finding.fix and finding.status != "ok":
+            print(f"        fix: {finding.fix}")
+    counts = {s: sum(f.status == s for f in findings) for s in ("ok", "warn", "fail")}
+    print(f"doctor: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
+    return 1 if counts["fail"] else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from launch.config import ConfigError
+
+    try:
+        config = load_args_config(args)
+    except ConfigError as exc:
+        return report([Finding("config", "fail", str(exc), "fix the config file, --set or ROCKY_RELAY_BUS")])
+    return report(run_checks(config, full=args.full))
+
+
+def register(subparsers: Any) -> None:
+    """Add `doctor` to the rocky-relay command."""
+    doctor = subparsers.add_parser("doctor", help="check audio, models, bus, keys, CPU and disk; say how to fix")
+    doctor.add_argument("--full", action="store_true", help="also sha256 every model file (a few seconds)")
+    doctor.set_defaults(func=cmd_doctor)
