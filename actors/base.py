@@ -11,6 +11,7 @@ queued data, also while a handler is busy, through `check_control()`.
 from __future__ import annotations
 
 import os
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import ClassVar
@@ -36,6 +37,15 @@ class Actor:
     """How long to wait for a message before calling `on_idle`."""
     delivered_when_cancelled: tuple[type[Message], ...] = ()
     """Message types handled even for an interrupted turn (all others of that turn are dropped)."""
+    admits: tuple[type[Message], ...] = ()
+    """Message types that start this actor's work on a new turn (what `max_queued_turns` counts)."""
+    only_session: str = ""
+    """Edge actors of a satellite serve only its session; empty serves every session (server, one machine)."""
+    replica: tuple[int, int] = (1, 1)
+    """(index, count): with several replicas each session is served by exactly one, always the same."""
+    max_queued_turns: int = 0
+    """New turns waiting beyond this are refused as busy, so a satellite hears an earcon, not silence;
+    0 is unbounded."""
 
     def __init__(self) -> None:
         self.log = structlog.get_logger(self.name)
@@ -131,7 +141,7 @@ class Actor:
         elif isinstance(msg, Shutdown):
             if not msg.actors or self.name in msg.actors:
                 self.stopping = True
-        elif isinstance(msg, Interrupt):
+        elif isinstance(msg, Interrupt) and self.serves(msg.session):
             self._cancelled[(msg.session, msg.turn)] = None
             while len(self._cancelled) > CANCELLED_MEMORY:
                 self._cancelled.popitem(last=False)
@@ -139,8 +149,27 @@ class Actor:
         self._safely(lambda: self.on_control(env))
         return True
 
+    def serves(self, session: str) -> bool:
+        """Whether this actor (this satellite's, this replica) handles `session`'s messages."""
+        if self.only_session and session != self.only_session:
+            return False
+        index, count = self.replica
+        return count <= 1 or zlib.crc32(session.encode("utf-8")) % count == index - 1
+
+    def _refuse_when_busy(self) -> None:
+        """Refuse the newest queued new turns beyond `max_queued_turns` (the oldest are served first)."""
+        self.check_control()
+        queued = [env for env in self._pending if isinstance(env.msg, self.admits) and self.serves(env.msg.session)]
+        for env in queued[self.max_queued_turns:]:
+            self._pending.remove(env)
+            self.fail_turn(env.msg, f"busy: {len(queued)} turns are waiting for {self.name}; try again in a moment")
+
     def _dispatch(self, env: Envelope) -> None:
         msg = env.msg
+        if not self.serves(msg.session):
+            return
+        if self.max_queued_turns and isinstance(msg, self.admits):
+            self._refuse_when_busy()
         if self.is_cancelled(msg.session, msg.turn) and not isinstance(msg, self.delivered_when_cancelled):
             self.log.debug("dropped_cancelled", topic=env.topic, turn=msg.turn)
             return

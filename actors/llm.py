@@ -65,6 +65,7 @@ class LlmActor(Actor):
     name: ClassVar[str] = "llm"
     topics = ("stt.final", "say", "player")
     delivered_when_cancelled = (PlayerEvent,)  # the player's `stopped` says what was played
+    admits = (Transcript,)  # a final transcript is a new turn: the queue that `max_queued_turns` bounds
 
     def __init__(self, settings: LlmSettings, generator: Generator | None = None) -> None:
         super().__init__()

@@ -12,20 +12,45 @@ its work, a `TurnError` (the player sounds its earcon) and the record. When the
 dead actor was the player itself, the error is sent again once the restarted
 player answers a ping, so the earcon still sounds. A logger killed mid-turn
 replays its journal when it restarts and finishes those records.
+
+Satellites: the logger is the server's heartbeat (see actors/link.py). From
+each satellite's answers it knows when one is gone (its open turns are ended)
+and how far its clock is off, and moves that satellite's stamps onto this
+host's clock before they enter a record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from actors.base import Actor
+from actors.link import HEARTBEAT_S, HOST, LINK_TIMEOUT_S, ClockOffsets, LinkWatch
 from actors.logger_store import Journal, RecordFile
 from actors.timing import TurnTimeline
 from bus.codec import Envelope
-from bus.messages import ActorDown, Interrupt, Message, Ping, Ready, TurnError, TurnRecord, now
+from bus.messages import (
+    ActorDown,
+    Audible,
+    AudioFrame,
+    ButtonEvent,
+    CaptureEnd,
+    Heartbeat,
+    Interrupt,
+    Message,
+    Ping,
+    PlayerEvent,
+    Ready,
+    TurnError,
+    TurnRecord,
+    now,
+)
 
+SATELLITE_STAMPED = (ButtonEvent, AudioFrame, CaptureEnd, PlayerEvent, Audible)
+"""Messages whose `ts` comes from the satellite's clock (its button, mic and player)."""
 RECOVERED_TIMEOUT_S = 10.0
 """A turn replayed after a logger restart may have lost its end: it gets this long, not turn_timeout_s."""
 
@@ -63,6 +88,10 @@ class LoggerActor(Actor):
         self.next_ping = 0.0
         self.records: RecordFile | None = None
         self.journal: Journal | None = None
+        self.beat_seq = 0
+        self.next_beat = 0.0
+        self.clocks = ClockOffsets()
+        self.satellites: dict[str, LinkWatch] = {}
 
     def on_start(self) -> None:
         self.records = RecordFile(self.settings.path, self.settings.max_bytes, self.settings.backups)
@@ -88,7 +117,10 @@ class LoggerActor(Actor):
 
     def on_control(self, env: Envelope) -> None:
         msg = env.msg
-        if isinstance(msg, Ready):
+        self._beat()
+        if isinstance(msg, Heartbeat):
+            self._satellite_beat(msg)
+        elif isinstance(msg, Ready):
             if msg.backend:
                 self.backends[msg.actor] = msg.backend
             if msg.actor == "player" and self.earcon_due:
@@ -111,7 +143,13 @@ class LoggerActor(Actor):
         key = (msg.session, msg.turn)
         if key in self.closed:
             return
+        self._beat()
         received = now()
+        if isinstance(msg, SATELLITE_STAMPED) and (shift := self.clocks.correction(msg.session)):
+            msg = dataclasses.replace(msg, ts=msg.ts - shift)
+            if isinstance(msg, Audible):
+                msg = dataclasses.replace(msg, heard_at=msg.heard_at - shift)
+            env = Envelope(env.topic, msg, env.payload)
         assert self.journal is not None
         self.journal.append(env, received)
         timeline = self._timeline(key)
@@ -119,8 +157,34 @@ class LoggerActor(Actor):
         if timeline.complete:
             self._write(key, timeline.record(self.backends))
 
+    def _beat(self) -> None:
+        """The server's heartbeat, once a second, busy or idle."""
+        t = now()
+        if t >= self.next_beat:
+            self.beat_seq += 1
+            self.next_beat = t + HEARTBEAT_S
+            self.publish(Heartbeat(role="server", host=HOST, seq=self.beat_seq, ts=t))
+
+    def _satellite_beat(self, beat: Heartbeat) -> None:
+        if beat.role != "edge":
+            return
+        t = now()
+        if beat.echo_seq >= 0:
+            self.clocks.add(beat.session, beat.echo_ts, beat.ts, t)
+        new = beat.session not in self.satellites
+        watch = self.satellites.setdefault(beat.session, LinkWatch(LINK_TIMEOUT_S))
+        if watch.beat(t) or new:
+            self.log.info("satellite_up", session=beat.session, host=beat.host,
+                          clock_offset=self.clocks.offset(beat.session))
+
     def on_idle(self) -> None:
         t = now()
+        self._beat()
+        for session, watch in self.satellites.items():
+            if watch.poll(t):
+                self.log.warning("satellite_lost", session=session)
+                self._fail_turns(lambda timeline, s=session: timeline.session == s, "link",  # type: ignore[misc]
+                                 f"satellite {session} stopped answering (network down or powered off)")
         if self.earcon_due and t >= self.earcon_deadline:
             self.log.warning("player_not_back", turns=[e.turn for e in self.earcon_due])
             self.earcon_due = []
@@ -139,15 +203,19 @@ class LoggerActor(Actor):
                 self._write(key, record)
 
     def _fail_turns_of(self, down: ActorDown) -> list[TurnError]:
-        """End every open turn that still needed the dead actor: cancel its work, report, record."""
-        failed: list[TurnError] = []
+        """End every open turn that still needed the dead actor."""
         reason = (f"{down.actor} stopped during this turn (exit code {down.exit_code}) and was restarted; "
                   f"see logs/actors/{down.actor}.log")
+        return self._fail_turns(lambda timeline: timeline.waits_on(down.actor), down.actor, reason)
+
+    def _fail_turns(self, which: Callable[[TurnTimeline], bool], stage: str, reason: str) -> list[TurnError]:
+        """End the open turns `which` picks: cancel their work everywhere, report the error, record them."""
+        failed: list[TurnError] = []
         for (session, turn), timeline in list(self.turns.items()):
-            if not timeline.waits_on(down.actor):
+            if not which(timeline):
                 continue
-            error = TurnError(session=session, turn=turn, stage=down.actor, reason=reason)
-            self.publish(Interrupt(session=session, turn=turn, reason=f"{down.actor} crashed"))
+            error = TurnError(session=session, turn=turn, stage=stage, reason=reason)
+            self.publish(Interrupt(session=session, turn=turn, reason=f"{stage} failed"))
             self.publish(error)
             timeline.observe(error, now())
             self._write((session, turn), timeline.record(self.backends))
@@ -170,6 +238,9 @@ class LoggerActor(Actor):
         assert self.records is not None and self.journal is not None
         if key in self.recovered:
             record["logger_restarted"] = True
+        offset = self.clocks.offset(key[0])
+        record["satellite_clock_offset_ms"] = round(1000 * offset[0], 3) if offset else None
+        record["satellite_clock_corrected"] = bool(self.clocks.correction(key[0]))
         self._close(key)
         self.records.append_line(json.dumps(record, separators=(",", ":")))
         self.journal.mark_closed(*key)

@@ -5,6 +5,11 @@ handed to the device, `finished` when the reply's last sample is out, and
 `stopped` when an interrupt silenced it. A `turn.error` for a turn that has not
 started playing sounds a short earcon on a sound device, so a user never waits
 on silence.
+
+On a satellite the player is also the link's edge: it answers the server's
+heartbeats (actors/link.py), and when they stop it ends the turn in flight —
+playback stopped, the error earcon — since no `turn.error` can cross a dead
+link.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from actors.base import Actor
+from actors.link import HOST, LINK_TIMEOUT_S, LinkWatch
 from actors.sinks import Sink, SoundDeviceSink, WavFileSink, error_earcon
 from bus.codec import Envelope
-from bus.messages import AudioChunk, Interrupt, PlayerEvent, TurnError
+from bus.messages import AudioChunk, ButtonEvent, Heartbeat, Interrupt, PlayerEvent, TurnError, now
 
 ACTIVE_POLL_MS = 5.0
 IDLE_POLL_MS = 200.0
@@ -37,7 +43,7 @@ class PlayerSettings:
 
 class PlayerActor(Actor):
     name: ClassVar[str] = "player"
-    topics = ("audio.out", "turn.error")
+    topics = ("audio.out", "turn.error", "button")
 
     def __init__(self, settings: PlayerSettings, sink: Sink | None = None) -> None:
         super().__init__()
@@ -50,6 +56,9 @@ class PlayerActor(Actor):
         self.clause_ends: list[float] = []
         """Audio ms at which each clause of the current reply ends."""
         self.written_ms = 0.0
+        self.open_turn: tuple[str, int] | None = None
+        """This satellite's turn from its press until its reply is over (what a lost link must end)."""
+        self.link = LinkWatch(LINK_TIMEOUT_S)
 
     def on_start(self) -> None:
         if self.sink is None:
@@ -90,11 +99,31 @@ class PlayerActor(Actor):
                 self.last_seen = True
                 self.sink.end()
             self._report()
-        elif isinstance(msg, TurnError) and (msg.session, msg.turn) != self.current:
-            self.sink.play_earcon(error_earcon())
+        elif isinstance(msg, TurnError):
+            if (msg.session, msg.turn) == self.open_turn:
+                self.open_turn = None
+            if (msg.session, msg.turn) != self.current:
+                self.sink.play_earcon(error_earcon())
+        elif isinstance(msg, ButtonEvent) and msg.pressed:
+            self.open_turn = (msg.session, msg.turn)
+
+    def on_control(self, env: Envelope) -> None:
+        beat = env.msg
+        if isinstance(beat, Heartbeat) and beat.role == "server":
+            if self.link.beat(now()):
+                self.log.info("link_restored")
+            self.publish(Heartbeat(session=self.only_session or beat.session, role="edge", host=HOST,
+                                   echo_seq=beat.seq, echo_ts=beat.ts))
 
     def on_idle(self) -> None:
         self._report()
+        if self.link.poll(now()):
+            self.log.warning("link_lost", open_turn=self.open_turn)
+            if self.current is not None:
+                self._stop("link lost")
+            if self.open_turn is not None and self.sink is not None:
+                self.sink.play_earcon(error_earcon())
+            self.open_turn = None
 
     def on_interrupt(self, msg: Interrupt) -> None:
         if self.current == (msg.session, msg.turn):
@@ -124,6 +153,8 @@ class PlayerActor(Actor):
                                          device=self.sink.description))
             self.publish(PlayerEvent(session=session, turn=turn, state="finished", ts=done,
                                      audio_ms=self.sink.played_ms(), device=self.sink.description))
+            if self.open_turn == self.current:
+                self.open_turn = None
             self.current = None
             self.poll_ms = IDLE_POLL_MS
 

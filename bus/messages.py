@@ -298,6 +298,25 @@ class ActorDown(Message):
     """When the supervisor starts it again."""
 
 
+@message("beat")
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(Message):
+    """'I am here', once a second, from the server (role "server") and from each satellite (role "edge").
+
+    A satellite answers a server beat at once, echoing its `seq` and `ts` (`echo_ts`), and stamps its own
+    `ts`: from the four times the server estimates the satellite's clock offset (as NTP does).
+    """
+
+    role: str
+    """server or edge."""
+    host: str = ""
+    seq: int = 0
+    echo_seq: int = -1
+    """The server beat this answers (-1: none)."""
+    echo_ts: float = 0.0
+    """That beat's `ts`, as the server stamped it."""
+
+
 TOPICS: dict[type[Message], str] = {
     ButtonEvent: "button",
     AudioFrame: "audio.in",
@@ -316,6 +335,7 @@ TOPICS: dict[type[Message], str] = {
     TurnRecord: "turn.record",
     Audible: "audio.heard",
     ActorDown: "ctl.down",
+    Heartbeat: "ctl.heartbeat",
 }
 """Default topic of each message class; Transcript picks stt.partial or stt.final."""
 

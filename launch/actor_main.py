@@ -16,14 +16,30 @@ import structlog
 import zmq
 
 from actors.base import Actor
-from launch.config import bus_address, settings_for
+from launch.config import bus_address, replica_counts, settings_for
 from launch.logsetup import configure_logging
 
 EXIT_START_FAILED = 2
 
 
+EDGE_ROLES = ("mic", "player", "button", "leds", "audible")
+"""Actors that live on a satellite: with [satellite] session set they serve only its turns."""
+
+
 def build_actor(name: str, config: dict[str, Any]) -> Actor:
-    """The actor called `name`, with its settings from `config` (imports only what it needs)."""
+    """The actor called `name` (a replica: NAME-i), with its settings and place in the system."""
+    role, _, index = name.partition("-")
+    actor = _build(role, config)
+    if role in EDGE_ROLES:
+        actor.only_session = config["satellite"]["session"]
+    if index:
+        actor.replica = (int(index), replica_counts(config)[role])
+        actor.name = name  # type: ignore[misc]  # Ready and logs name the replica
+    actor.max_queued_turns = config["server"]["max_queued_turns"]
+    return actor
+
+
+def _build(name: str, config: dict[str, Any]) -> Actor:
     settings = settings_for(name, config)
     if name == "mic":
         from actors.mic import MicActor

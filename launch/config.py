@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,31 @@ SETTINGS: dict[str, type] = {
     "button": GpioButtonSettings, "leds": LedSettings,
 }
 ACTORS = ("proxy", *SETTINGS)
+
+
+@dataclass
+class SatelliteSettings:
+    """This machine as a satellite (a Pi with mic, button, player, LEDs) of a server elsewhere."""
+
+    session: str = ""
+    """Satellite id: its edge actors serve only this session's turns, and its button and LEDs use it.
+    Empty: one machine, every session."""
+    link_timeout_s: float = 3.5
+    """No heartbeat from the other side for this long: the link is lost (LEDs red, turn ended, earcon)."""
+
+
+@dataclass
+class ServerSettings:
+    """The machine that runs the heavy actors for one or more satellites."""
+
+    max_queued_turns: int = 4
+    """New turns waiting for the STT or LLM beyond this are refused as busy (earcon on the satellite); 0: no bound."""
+    replicas: str = ""
+    """Heavy actors to run more than once, e.g. "llm=2,tts=2"; each satellite's turns go to one of them."""
+
+
+SECTIONS: dict[str, type] = {**SETTINGS, "satellite": SatelliteSettings, "server": ServerSettings}
+"""Every section with a settings class: the actors', then the machine's roles."""
 DEFAULT_SETS: dict[str, list[str]] = {
     "local": ["proxy", "logger", "mic", "vad", "stt", "llm", "persona", "tts", "player"],
     "server": ["proxy", "logger", "vad", "stt", "llm", "persona", "tts"],
@@ -54,7 +81,7 @@ def default_config() -> dict[str, Any]:
     config: dict[str, Any] = {"bus": {"pub": bus.pub_addr, "sub": bus.sub_addr},
                               "security": {"keys_dir": "", "name": ""},
                               "sets": {k: list(v) for k, v in DEFAULT_SETS.items()}}
-    for name, cls in SETTINGS.items():
+    for name, cls in SECTIONS.items():
         config[name] = dataclasses.asdict(cls())
     return config
 
@@ -82,10 +109,35 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not sep or not dot:
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. llm.max_tokens=32")
         _merge(config, {section: {field: _coerce(section, field, value.strip())}}, "--set")
+    if session := config["satellite"]["session"]:  # one id for the whole satellite
+        config["button"]["session"] = config["leds"]["session"] = session
+    replica_counts(config)  # refuse a bad replicas line now, not when the launcher expands it
     if config["persona"]["style"] == "rocky_llm":
         # The rocky_llm persona only tidies: the LLM itself must be asked for Rocky's phrasing.
         config["llm"]["style"] = "rocky"
     return config
+
+
+def replica_counts(config: dict[str, Any]) -> dict[str, int]:
+    """[server] replicas as {actor: count}, e.g. "llm=2,tts=2" -> {"llm": 2, "tts": 2}."""
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in config["server"]["replicas"].split(","))):
+        match = re.fullmatch(r"(\w+)\s*=\s*(\d+)", item)
+        if not match or match[1] not in ("vad", "stt", "llm", "persona", "tts") or not 1 <= int(match[2]) <= 8:
+            raise ConfigError(f"server.replicas {item!r}: expected ACTOR=N with ACTOR one of vad, stt, llm, "
+                              "persona, tts and N from 1 to 8")
+        counts[match[1]] = int(match[2])
+    return counts
+
+
+def expand_replicas(config: dict[str, Any], names: list[str]) -> list[str]:
+    """An actor set with replicated actors named NAME-1, NAME-2, ... (one process each)."""
+    counts = replica_counts(config)
+    out: list[str] = []
+    for name in names:
+        n = counts.get(name, 1)
+        out += [name] if n == 1 else [f"{name}-{i}" for i in range(1, n + 1)]
+    return out
 
 
 def bus_address(config: dict[str, Any]) -> BusAddress:
@@ -96,7 +148,9 @@ def bus_address(config: dict[str, Any]) -> BusAddress:
 
 
 def settings_for(name: str, config: dict[str, Any]) -> Any:
-    return SETTINGS[name](**config[name])
+    """The settings of actor `name` (a replica NAME-i has NAME's)."""
+    role = name.split("-")[0]
+    return SETTINGS[role](**config[role])
 
 
 def actor_set(config: dict[str, Any], name: str) -> list[str]:
@@ -129,20 +183,20 @@ def _merge(config: dict[str, Any], update: dict[str, Any], origin: str) -> None:
                 if not isinstance(value, str):
                     raise ConfigError(f"{origin}: security.{key} = {value!r} is not a string")
                 config["security"][key] = value
-        elif section in SETTINGS:
-            fields = {f.name: f for f in dataclasses.fields(SETTINGS[section])}
+        elif section in SECTIONS:
+            fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
             for key, value in values.items():
                 if key not in fields:
                     raise ConfigError(f"{origin}: [{section}] has no key {key!r}; keys: {', '.join(fields)}")
                 _check_type(section, key, value, origin)
                 config[section][key] = value
         else:
-            known = ", ".join(["bus", "security", "sets", *SETTINGS])
+            known = ", ".join(["bus", "security", "sets", *SECTIONS])
             raise ConfigError(f"{origin}: unknown section [{section}]; sections: {known}")
 
 
 def _check_type(section: str, key: str, value: Any, origin: str) -> None:
-    kind = typing.get_type_hints(SETTINGS[section])[key]
+    kind = typing.get_type_hints(SECTIONS[section])[key]
     ok = (isinstance(value, bool) if kind is bool else
           isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
           isinstance(value, kind) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
@@ -154,9 +208,9 @@ def _coerce(section: str, field: str, value: str) -> Any:
     """Turn a command-line string into the field's type."""
     if section == "sets":
         return [name.strip() for name in value.split(",") if name.strip()]
-    if section not in SETTINGS:
+    if section not in SECTIONS:
         return value
-    hints = typing.get_type_hints(SETTINGS[section])
+    hints = typing.get_type_hints(SECTIONS[section])
     kind = hints.get(field, str)
     try:
         if kind is bool:

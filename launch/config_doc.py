@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch.config import ADDRESS_ENV, SETTINGS, default_config
+from launch.config import ADDRESS_ENV, SECTIONS, default_config
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 
@@ -77,7 +77,7 @@ def documented_defaults() -> str:
     for section in ("bus", "security", "sets"):
         out += ["", *_comment(SECTION_NOTES[section]), f"[{section}]"]
         out += [f"{key} = {_toml_value(value)}" for key, value in config[section].items()]
-    for section, cls in SETTINGS.items():
+    for section, cls in SECTIONS.items():
         docs = field_docs(cls)
         out += ["", f"[{section}]"]
         if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "("):

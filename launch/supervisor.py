@@ -26,7 +26,7 @@ from typing import Any
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import ActorDown, Ready, Shutdown
 from bus.sockets import BusClient
-from launch.config import bus_address
+from launch.config import bus_address, expand_replicas
 
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Delay before the n-th quick restart of the same actor: no restart storms."""
@@ -70,7 +70,7 @@ class Restart:
 class Supervisor:
     def __init__(self, config: dict[str, Any], actors: list[str], log_dir: str | Path = "logs/actors") -> None:
         self.config = config
-        self.children = {name: Child(name) for name in actors}
+        self.children = {name: Child(name) for name in expand_replicas(config, actors)}
         self.log_dir = Path(log_dir)
         self.stopping = threading.Event()
         self.lock = threading.Lock()

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.button import ButtonPublisher, new_turn_id
+from actors.link import LINK_TIMEOUT_S, LinkWatch
 from bus.codec import Envelope
 from bus.handshake import prove_path
-from bus.messages import AudioFrame, Interrupt, PlayerEvent, Transcript, TurnRecord
+from bus.messages import AudioFrame, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnRecord
 from bus.sockets import BusAddress, BusClient
 
 Printer = Callable[[Envelope], None]
@@ -24,8 +25,11 @@ STAGES = ("capture_ms", "stt_ms", "llm_first_token_ms", "llm_total_ms", "tokens_
 
 class TurnDriver:
     def __init__(self, address: BusAddress, session: str = "local", source: str = "script") -> None:
-        self.client = BusClient(address, ("stt.final", "llm.done", "turn.", "audio.in", "player"), name="driver")
+        self.client = BusClient(address, ("stt.final", "llm.done", "turn.", "audio.in", "player", "ctl.heartbeat"),
+                                name="driver")
         prove_path(self.client)
+        self.link = LinkWatch(LINK_TIMEOUT_S)
+        """The server's heartbeats: when they stop, a turn waiting on the server is over."""
         self.button = ButtonPublisher(self.client, session=session, source=source)
         self.session = session
 
@@ -38,7 +42,10 @@ class TurnDriver:
         turn = self.button.press()
         deadline = time.monotonic() + max_speech_s
         while time.monotonic() < deadline:
-            env = self.client.recv(timeout_ms=100)
+            env = self._recv(100)
+            if not self.link.up and self.link.last_beat is not None:
+                self.button.release()
+                return self._link_lost_record(turn)
             if env is None:
                 continue
             if on_event:
@@ -85,10 +92,27 @@ class TurnDriver:
                 return env.msg.record
         raise TimeoutError(f"turn {turn}: no record after {timeout_s:.0f} s")
 
+    def _recv(self, timeout_ms: float) -> Envelope | None:
+        """The next message; the server's heartbeats only feed the link watch."""
+        env = self.client.recv(timeout_ms=timeout_ms)
+        if env is not None and isinstance(env.msg, Heartbeat) and env.msg.role == "server":
+            self.link.beat(time.time())
+        self.link.poll(time.time())
+        return env
+
+    def _link_lost_record(self, turn: int) -> dict[str, Any]:
+        """What this side knows of a turn the server can no longer answer (the server keeps its own record)."""
+        self.button.turn_open = False
+        return {"session": self.session, "turn": turn, "status": "error", "local_only": True,
+                "error": {"stage": "link", "reason": f"no heartbeat from the server for {LINK_TIMEOUT_S:g} s "
+                          "(network down or server restarting); reconnecting by itself"}}
+
     def wait_record(self, turn: int, timeout_s: float, on_event: Printer | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            env = self.client.recv(timeout_ms=200)
+            env = self._recv(200)
+            if not self.link.up and self.link.last_beat is not None:
+                return self._link_lost_record(turn)
             if env is None:
                 continue
             if on_event:

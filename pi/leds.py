@@ -21,8 +21,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from actors.base import Actor
+from actors.link import LINK_TIMEOUT_S, LinkWatch
 from bus.codec import Envelope
-from bus.messages import ActorDown, ButtonEvent, LlmDone, Message, PlayerEvent, Transcript, TurnError, TurnRecord
+from bus.messages import (
+    ActorDown,
+    ButtonEvent,
+    Heartbeat,
+    LlmDone,
+    Message,
+    PlayerEvent,
+    Transcript,
+    TurnError,
+    TurnRecord,
+)
 from pi.pins import Pins, open_pins
 
 Colour = tuple[bool, bool, bool]
@@ -75,6 +86,8 @@ class LedActor(Actor):
         self.error_until = 0.0
         self.link_down = False
         self.shown: str | None = None
+        self.link = LinkWatch(LINK_TIMEOUT_S)
+        """The server's heartbeats (actors/link.py): red while they stay away."""
 
     # --- what other code calls -----------------------------------------------------------
     @property
@@ -133,12 +146,16 @@ class LedActor(Actor):
             self._show()
 
     def on_control(self, env: Envelope) -> None:
+        if isinstance(env.msg, Heartbeat) and env.msg.role == "server" and self.link.beat(time.time()):
+            self.link_ok()
         if isinstance(env.msg, ActorDown):  # any session: a dead actor breaks every satellite's turns
             with self.lock:
                 self.error_until = time.monotonic() + self.settings.error_hold_s
                 self._show()
 
     def on_idle(self) -> None:
+        if self.link.poll(time.time()):
+            self.link_lost()
         with self.lock:
             self._show()  # ends an error's hold
 

@@ -38,7 +38,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_config_has_every_actor_section_and_set() -> None:
     config = default_config()
     assert set(SETTINGS) == EXPECTED_ACTORS
-    assert set(config) == {"bus", "security", "sets"} | EXPECTED_ACTORS
+    assert set(config) == {"bus", "security", "sets", "satellite", "server"} | EXPECTED_ACTORS
     for name, cls in SETTINGS.items():
         assert config[name] == dataclasses.asdict(cls())
         assert settings_for(name, config) == cls()

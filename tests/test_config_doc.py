@@ -7,7 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from launch.config import SETTINGS, default_config, load_config
+from launch.config import SECTIONS, default_config, load_config
 from launch.config_doc import DEFAULTS_FILE, documented_defaults, field_docs
 
 
@@ -24,7 +24,7 @@ def test_defaults_file_holds_exactly_every_default() -> None:
 
 def test_every_setting_is_documented() -> None:
     text = DEFAULTS_FILE.read_text().splitlines()
-    for section, cls in SETTINGS.items():
+    for section, cls in SECTIONS.items():
         docs = field_docs(cls)
         for key in default_config()[section]:
             line = next(i for i, ln in enumerate(text) if ln.startswith(f"{key} = ")
