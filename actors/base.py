@@ -181,5 +181,7 @@ class Actor:
             hook()
         except Exception as exc:
             self.log.exception("handler_failed", actor=self.name)
-            if about is not None:
+            # Never answer a TurnError with a TurnError: an actor that also receives them (the
+            # logger) would feed on its own reports forever.
+            if about is not None and not isinstance(about, TurnError):
                 self.fail_turn(about, f"{self.name} failed: {type(exc).__name__}: {exc}")

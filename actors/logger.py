@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -67,6 +68,17 @@ class LoggerSettings:
     """Rotated files kept."""
     earcon_wait_s: float = 10.0
     """After the player died mid-turn: how long to wait for the restarted one to sound the error earcon."""
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities (a ts off the bus may be either) as null: JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 class LoggerActor(Actor):
@@ -242,7 +254,7 @@ class LoggerActor(Actor):
         record["satellite_clock_offset_ms"] = round(1000 * offset[0], 3) if offset else None
         record["satellite_clock_corrected"] = bool(self.clocks.correction(key[0]))
         self._close(key)
-        self.records.append_line(json.dumps(record, separators=(",", ":")))
+        self.records.append_line(json.dumps(_finite(record), separators=(",", ":"), allow_nan=False))
         self.journal.mark_closed(*key)
         self.journal.compact_if_idle(len(self.turns))
         self.log.info("turn_recorded", turn=key[1], status=record["status"],

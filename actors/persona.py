@@ -83,6 +83,8 @@ class PersonaActor(Actor):
         text = self.transform(clause) if clause else ""
         index = self.said.get(key, 0)
         self.said[key] = index + 1
+        while len(self.said) > 16:  # turns whose llm.done never came
+            self.said.pop(next(iter(self.said)))
         self.publish(Say(session=session, turn=turn, text=text, index=index, last=last))
 
     def _forget_old_turns(self) -> None:

@@ -23,6 +23,9 @@ from actors.sinks import Sink, SoundDeviceSink, WavFileSink, error_earcon
 from bus.codec import Envelope
 from bus.messages import AudioChunk, ButtonEvent, Heartbeat, Interrupt, PlayerEvent, TurnError, now
 
+MAX_RATE = 384_000
+MAX_CLAUSES = 1024
+"""Limits on what a chunk off the bus may claim: a WAV header must hold the rate, a list the clause."""
 ACTIVE_POLL_MS = 5.0
 IDLE_POLL_MS = 200.0
 
@@ -76,6 +79,10 @@ class PlayerActor(Actor):
         msg = env.msg
         assert self.sink is not None
         if isinstance(msg, AudioChunk):
+            if not 1 <= msg.sample_rate <= MAX_RATE or not 0 <= msg.clause < MAX_CLAUSES or len(env.payload) % 2:
+                self.log.warning("chunk_refused", turn=msg.turn, rate=msg.sample_rate, clause=msg.clause,
+                                 payload_bytes=len(env.payload))
+                return
             key = (msg.session, msg.turn)
             if self.current != key:
                 if self.current is not None:

@@ -6,6 +6,7 @@ player when the first audio reached the device and when the last sample left.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,7 +54,9 @@ class WavFileSink:
 
     def begin(self, session: str, turn: int, sample_rate: int) -> None:
         self.close()
-        path = Path(self.path_template.format(session=session, turn=turn))
+        # The session name comes off the bus: it must not pick a directory ("../x") or break the path.
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", session)[:64] or "_"
+        path = Path(self.path_template.format(session=safe, turn=turn))
         self.file = WavSink(path, sample_rate)
         self.first, self.done, self.samples, self.rate = None, None, 0, sample_rate
 

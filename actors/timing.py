@@ -8,6 +8,7 @@ ends) and `press_to_first_audio_ms` (what the user lives through).
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +43,16 @@ PROBE_FIELDS = ("first_audible_at", "release_to_first_audible_ms")
 def _ms(later: float | None, earlier: float | None) -> float | None:
     if later is None or earlier is None:
         return None
-    return round(1000.0 * (later - earlier), 2)
+    ms = 1000.0 * (later - earlier)
+    return round(ms, 2) if math.isfinite(ms) else None  # a NaN/inf ts off the bus is no timing
+
+
+def _started(turn: int) -> str | None:
+    """The press time a turn id encodes; None for ids no calendar holds (they come off the bus)."""
+    try:
+        return datetime.fromtimestamp(turn / 1000, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 @dataclass
@@ -144,7 +154,7 @@ class TurnTimeline:
         rec: dict[str, Any] = {
             "session": self.session,
             "turn": self.turn,
-            "started": datetime.fromtimestamp(self.turn / 1000, UTC).isoformat(),
+            "started": _started(self.turn),
             "status": status,
             "source": t.source if t else ("speech" if self.press else "unknown"),
             "text_in": t.text if t else "",

@@ -176,5 +176,7 @@ class TtsActor(Actor):
         key = (say.session, say.turn)
         index = self.chunk_index.get(key, 0)
         self.chunk_index[key] = index + 1
+        while len(self.chunk_index) > 16:  # turns whose last clause never came
+            self.chunk_index.pop(next(iter(self.chunk_index)))
         self.publish(AudioChunk(session=say.session, turn=say.turn, index=index, clause=say.index,
                                 sample_rate=self.synth.sample_rate, last=last), pcm)

@@ -1,15 +1,20 @@
 """WAV file input/output for the microphone stage.
 
 Everything here works on mono audio: the mic actor only needs a 16 kHz int16
-stream, so any supported WAV is decoded, downmixed and resampled to that.
+stream, so any supported WAV is decoded, downmixed and resampled to that. The
+reader walks the RIFF chunks itself: Python 3.11's `wave` refuses float and
+WAVE_FORMAT_EXTENSIBLE files, which many tools write for 24-bit audio.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import BinaryIO, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +22,11 @@ import numpy.typing as npt
 TARGET_RATE = 16000
 MIN_RATE = 4000
 MAX_RATE = 192000
+MAX_DATA_BYTES = 64 * 1024 * 1024
+"""Audio bytes read at most (35 min of 16 kHz 16-bit mono, 4 min of 48 kHz 24-bit stereo): far past
+the 60 s a turn keeps, and small enough that decoding to float64 cannot exhaust a Pi's memory."""
+CLIPPED_WARN_FRACTION = 0.001
+"""clipped_fraction() above this deserves a warning: speech at full scale is distorted."""
 
 Float32Array = npt.NDArray[np.float32]
 Int16Array = npt.NDArray[np.int16]
@@ -26,30 +36,91 @@ class WavError(ValueError):
     """A WAV file cannot be used; the message names the file and the reason."""
 
 
-def _open_error(name: str, exc: Exception) -> WavError:
-    reason = str(exc)
-    if "unknown format: 3" in reason:
-        return WavError(f"{name}: 32-bit float WAV is not supported; convert to 16-bit PCM")
-    if "unknown format: 65534" in reason:
-        # Python < 3.12 cannot parse WAVE_FORMAT_EXTENSIBLE headers at all, even for plain PCM.
-        return WavError(
-            f"{name}: WAVE_FORMAT_EXTENSIBLE header is not supported; re-save as plain 16-bit PCM"
-        )
-    if "unknown format" in reason:
-        return WavError(f"{name}: compressed WAV ({reason}) not supported; convert to 16-bit PCM")
-    if "RIFF" in reason or "WAVE" in reason:
-        return WavError(f"{name}: not a WAV file ({reason}); give a PCM WAV")
-    if isinstance(exc, EOFError):
-        return WavError(f"{name}: not a WAV file (header is truncated); give a PCM WAV")
-    return WavError(f"{name}: unreadable WAV file ({reason or type(exc).__name__}); give a PCM WAV")
+_PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+"""Bytes 2-15 of every KSDATAFORMAT_SUBTYPE GUID; bytes 0-1 hold the plain format tag."""
+_COMPRESSED = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
+_UNKNOWN_SIZE = (0, 0xFFFFFFFF)
+"""data sizes that streaming writers leave when they cannot seek back: read to the end instead."""
 
 
-def _decode(raw: bytes, width: int) -> npt.NDArray[np.float64]:
-    if width == 1:
+@dataclass(frozen=True)
+class _Format:
+    tag: int
+    """_PCM or _FLOAT (an extensible header resolved to its sub-format)."""
+    channels: int
+    rate: int
+    width: int
+    """Bytes per sample container (a 24-bit sample may sit in 4)."""
+
+
+def _read_chunks(f: BinaryIO, name: str) -> tuple[bytes, bytes]:
+    """The fmt chunk body and the audio bytes, walking RIFF chunks (`wave` in 3.11 refuses extensible)."""
+    head = f.read(12)
+    if len(head) < 12:
+        raise WavError(f"{name}: not a WAV file (header is truncated); give a PCM WAV")
+    riff, _size, kind = struct.unpack("<4sI4s", head)
+    if riff == b"RF64":
+        raise WavError(f"{name}: RF64 (WAV over 4 GB) is not supported; give a shorter PCM WAV")
+    if riff != b"RIFF" or kind != b"WAVE":
+        raise WavError(f"{name}: not a WAV file (no RIFF/WAVE header); give a PCM WAV")
+    fmt: bytes | None = None
+    while len(chunk := f.read(8)) == 8:
+        cid, size = struct.unpack("<4sI", chunk)
+        if cid == b"fmt ":
+            fmt = f.read(min(size, 256))
+            f.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+        elif cid == b"data":
+            if fmt is None:
+                raise WavError(f"{name}: not a WAV file (audio before its format chunk); give a PCM WAV")
+            # A truncated file yields fewer bytes than the header claims; read_wav keeps whole frames.
+            return fmt, f.read(MAX_DATA_BYTES + 1 if size in _UNKNOWN_SIZE else min(size, MAX_DATA_BYTES + 1))
+        else:
+            f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+    if fmt is None:
+        raise WavError(f"{name}: not a WAV file (no format chunk); give a PCM WAV")
+    raise WavError(f"{name}: has no audio frames (no data chunk)")
+
+
+def _parse_format(fmt: bytes, name: str) -> _Format:
+    if len(fmt) < 16:
+        raise WavError(f"{name}: not a WAV file (format chunk is truncated); give a PCM WAV")
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == _EXTENSIBLE:
+        if len(fmt) < 40 or fmt[26:40] != _GUID_TAIL:
+            raise WavError(f"{name}: WAVE_FORMAT_EXTENSIBLE with an unknown sub-format; convert to 16-bit PCM")
+        tag = struct.unpack("<H", fmt[24:26])[0]
+    if tag not in (_PCM, _FLOAT):
+        kind = _COMPRESSED.get(tag, f"format tag 0x{tag:04x}")
+        raise WavError(f"{name}: compressed WAV ({kind}) is not supported; convert to 16-bit PCM")
+    if channels == 0:
+        raise WavError(f"{name}: header says 0 channels; not a usable WAV")
+    if block_align % channels:
+        raise WavError(f"{name}: block of {block_align} bytes does not fit {channels} channels; header is damaged")
+    # block_align decides the layout; bits may name only the valid bits of a wider container.
+    width = block_align // channels if block_align else (bits + 7) // 8
+    if width not in ((1, 2, 3, 4) if tag == _PCM else (4, 8)):
+        kind = "PCM" if tag == _PCM else "float"
+        raise WavError(f"{name}: {8 * width}-bit {kind} is not supported; convert to 16-bit PCM")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise WavError(f"{name}: sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz; resample it first")
+    return _Format(tag=tag, channels=channels, rate=rate, width=width)
+
+
+def _decode(raw: bytes, fmt: _Format, name: str) -> npt.NDArray[np.float64]:
+    if fmt.tag == _FLOAT:
+        x = np.frombuffer(raw, dtype="<f4" if fmt.width == 4 else "<f8").astype(np.float64)
+        if not np.all(np.isfinite(x)):
+            raise WavError(f"{name}: float WAV holds NaN or infinite samples; the file is damaged")
+        # Float WAVs may exceed full scale; that is clipping, which clipped_fraction() reports.
+        return np.clip(x, -1.0, 1.0)
+    if fmt.width == 1:
         # 8-bit WAV is the one unsigned PCM width, centred on 128.
         return (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
-    if width == 2:
+    if fmt.width == 2:
         return np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
+    if fmt.width == 4:  # valid bits are left-justified, so a 24-in-32 container scales the same
+        return np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0
     b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
     value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
     # Sign-extend from bit 23: numpy has no 24-bit integer type.
@@ -58,32 +129,37 @@ def _decode(raw: bytes, width: int) -> npt.NDArray[np.float64]:
 
 
 def read_wav(path: str | Path) -> tuple[Float32Array, int]:
-    """Decode a PCM WAV (8/16/24-bit, any channels) to mono float32 in [-1, 1] and its rate."""
+    """Decode a WAV (8/16/24/32-bit PCM or 32/64-bit float, plain or extensible header,
+    any channels) to mono float32 in [-1, 1] and its rate."""
     p = Path(path)
     name = str(p)
     if p.is_dir():
         raise WavError(f"{name}: is a directory, not a WAV file")
     try:
-        with wave.open(name, "rb") as w:
-            channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            raw = w.readframes(w.getnframes())
+        with p.open("rb") as f:
+            fmt_body, raw = _read_chunks(f, name)
     except FileNotFoundError:
         raise WavError(f"{name}: file not found") from None
-    except (wave.Error, EOFError, OSError) as exc:
-        raise _open_error(name, exc) from exc
-    if width not in (1, 2, 3):
-        raise WavError(f"{name}: {8 * width}-bit PCM is not supported; convert to 16-bit PCM")
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise WavError(
-            f"{name}: sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz; resample it first"
-        )
-    # A truncated data chunk yields fewer bytes than the header claims; keep whole frames only.
-    frame_bytes = width * channels
+    except OSError as exc:
+        raise WavError(f"{name}: unreadable ({exc.strerror or exc}); give a readable PCM WAV") from exc
+    fmt = _parse_format(fmt_body, name)
+    if len(raw) > MAX_DATA_BYTES:
+        raise WavError(f"{name}: more than {MAX_DATA_BYTES >> 20} MiB of audio; give a shorter recording")
+    frame_bytes = fmt.width * fmt.channels
     usable = len(raw) - len(raw) % frame_bytes
     if usable == 0:
         raise WavError(f"{name}: has no audio frames")
-    samples = _decode(raw[:usable], width).reshape(-1, channels)
-    return samples.mean(axis=1).astype(np.float32), rate
+    samples = _decode(raw[:usable], fmt, name).reshape(-1, fmt.channels)
+    return samples.mean(axis=1).astype(np.float32), fmt.rate
+
+
+def clipped_fraction(pcm: npt.NDArray[np.generic]) -> float:
+    """Share of samples at full scale (int16, or float in [-1, 1]): above ~0.001 the input was clipped
+    and recognition suffers, so callers warn; the audio is still used."""
+    if pcm.size == 0:
+        return 0.0
+    limit = 32767 if np.issubdtype(pcm.dtype, np.integer) else 32767.0 / 32768.0
+    return float(np.count_nonzero(np.abs(pcm.astype(np.float64)) >= limit)) / pcm.size
 
 
 def _lowpass_kernel(cutoff: float, ratio: float) -> npt.NDArray[np.float64]:

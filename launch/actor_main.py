@@ -65,6 +65,9 @@ def _build(name: str, config: dict[str, Any]) -> Actor:
     if name == "logger":
         from actors.logger import LoggerActor
         return LoggerActor(settings)
+    if name == "audible":
+        from actors.audible import AudibleActor
+        return AudibleActor(settings)
     if name == "button":
         from pi.button import GpioButtonActor
         return GpioButtonActor(settings)

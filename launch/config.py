@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actors.audible import AudibleSettings
 from actors.llm_backends import LlmSettings
 from actors.logger import LoggerSettings
 from actors.mic import MicSettings
@@ -35,6 +36,7 @@ SETTINGS: dict[str, type] = {
     "mic": MicSettings, "vad": VadSettings, "stt": SttSettings, "llm": LlmSettings,
     "persona": PersonaSettings, "tts": TtsSettings, "player": PlayerSettings, "logger": LoggerSettings,
     "button": GpioButtonSettings, "leds": LedSettings,
+    "audible": AudibleSettings,  # opt-in probe of the output device (tests, CI): in no default set
 }
 ACTORS = ("proxy", *SETTINGS)
 

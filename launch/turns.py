@@ -39,10 +39,11 @@ class TurnDriver:
     def spoken_turn(self, max_speech_s: float = 60.0, timeout_s: float = 120.0,
                     on_event: Printer | None = None) -> dict[str, Any]:
         """Hold the button until a finite mic source (WAV) has given all its audio, then release."""
+        self.link = LinkWatch(LINK_TIMEOUT_S)  # beats read elsewhere since the last turn are not lost beats
         turn = self.button.press()
         deadline = time.monotonic() + max_speech_s
         while time.monotonic() < deadline:
-            env = self._recv(100)
+            env = self.recv(100)
             if not self.link.up and self.link.last_beat is not None:
                 self.button.release()
                 return self._link_lost_record(turn)
@@ -92,8 +93,9 @@ class TurnDriver:
                 return env.msg.record
         raise TimeoutError(f"turn {turn}: no record after {timeout_s:.0f} s")
 
-    def _recv(self, timeout_ms: float) -> Envelope | None:
-        """The next message; the server's heartbeats only feed the link watch."""
+    def recv(self, timeout_ms: float) -> Envelope | None:
+        """The next message; the server's heartbeats also feed the link watch (read through this, not
+        `client.recv`, while a turn waits on the server)."""
         env = self.client.recv(timeout_ms=timeout_ms)
         if env is not None and isinstance(env.msg, Heartbeat) and env.msg.role == "server":
             self.link.beat(time.time())
@@ -108,9 +110,11 @@ class TurnDriver:
                           "(network down or server restarting); reconnecting by itself"}}
 
     def wait_record(self, turn: int, timeout_s: float, on_event: Printer | None = None) -> dict[str, Any]:
+        if self.link.last_beat is not None and time.time() - self.link.last_beat > 1.5 * LINK_TIMEOUT_S:
+            self.link = LinkWatch(LINK_TIMEOUT_S)  # the caller read the socket itself meanwhile: start over
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            env = self._recv(200)
+            env = self.recv(200)
             if not self.link.up and self.link.last_beat is not None:
                 return self._link_lost_record(turn)
             if env is None:

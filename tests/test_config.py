@@ -20,7 +20,7 @@ from launch.config import (
     settings_for,
 )
 
-EXPECTED_ACTORS = {"mic", "vad", "stt", "llm", "persona", "tts", "player", "logger", "button", "leds"}
+EXPECTED_ACTORS = {"mic", "vad", "stt", "llm", "persona", "tts", "player", "logger", "button", "leds", "audible"}
 
 
 @pytest.fixture(autouse=True)

@@ -109,14 +109,18 @@ def test_8_bit_decodes(tmp_path: Path) -> None:
     np.testing.assert_allclose(audio, [-1.0, -0.5, 0.0, 0.5, 127 / 128])
 
 
-def float32_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    data = samples.astype("<f4").tobytes()
-    # Format tag 3 = IEEE float; `wave` cannot write it, so build the header by hand.
-    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
+def fmt_wav(path: Path, tag: int, channels: int, rate: int, width: int, bits: int, data: bytes,
+            extra: bytes = b"") -> Path:
+    """A WAV built by hand, for formats `wave` cannot write (float, extensible, compressed)."""
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * width, channels * width, bits) + extra
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
     body += b"data" + struct.pack("<I", len(data)) + data
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     return path
+
+
+def float32_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    return fmt_wav(path, 3, 1, rate, 4, 32, samples.astype("<f4").tobytes())
 
 
 def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -130,16 +134,17 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "text": (tmp_path / "notes.txt", "not a WAV file"),
         "missing": (tmp_path / "missing.wav", "file not found"),
         "directory": (tmp_path / "adir.wav", "directory"),
-        "float": (float32_wav(tmp_path / "float.wav", sine(16000) / np.float32(32768)), "float"),
+        "float_nan": (float32_wav(tmp_path / "nan.wav", np.array([0.1, np.nan], np.float32)), "NaN"),
         "low_rate": (write_raw(tmp_path / "slow.wav", b"\0\0" * 10, 2000), "sample rate 2000"),
-        "int32": (write_raw(tmp_path / "i32.wav", b"\0" * 40, 16000, width=4), "32-bit PCM"),
+        "int64": (fmt_wav(tmp_path / "i64.wav", 1, 1, 16000, 8, 64, b"\0" * 80), "64-bit PCM"),
         "header_only": (tmp_path / "cut.wav", "no audio frames"),
+        "mu_law": (fmt_wav(tmp_path / "ulaw.wav", 7, 1, 8000, 1, 8, b"\xff" * 800), "mu-law"),
     }
 
 
 @pytest.mark.parametrize(
     "case",
-    ["empty", "random", "text", "missing", "directory", "float", "low_rate", "int32", "header_only"],
+    ["empty", "random", "text", "missing", "directory", "float_nan", "low_rate", "int64", "header_only", "mu_law"],
 )
 def test_bad_inputs_raise_wav_error_naming_file(tmp_path: Path, case: str) -> None:
     full = write_raw(tmp_path / "full.wav", sine(16000).tobytes(), 16000)
@@ -153,10 +158,12 @@ def test_bad_inputs_raise_wav_error_naming_file(tmp_path: Path, case: str) -> No
     assert isinstance(info.value, ValueError)
 
 
-def test_float_message_says_what_to_do(tmp_path: Path) -> None:
-    path = float32_wav(tmp_path / "f.wav", np.zeros(100, dtype=np.float32))
-    with pytest.raises(WavError, match="32-bit float WAV is not supported; convert to 16-bit PCM"):
-        read_wav(path)
+def test_float_wav_decodes_and_is_clipped_to_full_scale(tmp_path: Path) -> None:
+    samples = np.array([0.0, 0.5, -0.25, 1.5, -2.0], dtype=np.float32)
+    audio, rate = read_wav(float32_wav(tmp_path / "f.wav", samples))
+    assert rate == 16000
+    np.testing.assert_allclose(audio, [0.0, 0.5, -0.25, 1.0, -1.0])
+    np.testing.assert_array_equal(load_pcm16_mono(tmp_path / "f.wav"), [0, 16384, -8192, 32767, -32768])
 
 
 def test_truncated_data_chunk_uses_what_is_there(tmp_path: Path) -> None:
