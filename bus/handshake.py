@@ -33,10 +33,12 @@ def prove_path(client: BusClient, timeout_s: float = 10.0) -> None:
                        "(is the proxy running, and are the bus addresses right?)")
 
 
-def wait_for_actors(client: BusClient, actors: set[str], timeout_s: float = 120.0) -> dict[str, Ready]:
-    """Ping until every actor in `actors` answered `Ready`; their answers by name."""
+def wait_for_actors(client: BusClient, actors: set[str], timeout_s: float = 120.0,
+                    found: dict[str, Ready] | None = None) -> dict[str, Ready]:
+    """Ping until every actor in `actors` answered `Ready`; their answers by name (also filled into
+    `found` as they come, so a caller that times out keeps what it learnt)."""
     client.subscribe("ctl.ready")
-    found: dict[str, Ready] = {}
+    found = {} if found is None else found
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         nonce = next(_nonces)

@@ -77,6 +77,20 @@ def _build(name: str, config: dict[str, Any]) -> Actor:
     raise ValueError(f"unknown actor {name!r}")
 
 
+MODEL_SETTING = {"stt": "stt.model", "llm": "llm.model", "tts": "tts.voice"}
+
+
+def _model_hint(name: str, exc: Exception) -> str:
+    """What to do when a model loader choked on a file (a missing one already says what to install)."""
+    from models.registry import ModelNotFound
+
+    setting = MODEL_SETTING.get(name.split("-")[0])
+    if setting is None or isinstance(exc, ModelNotFound):
+        return ""
+    return (f" -- if the model file is damaged or incomplete: `rocky-relay models verify` checks it, "
+            f"`rocky-relay models prepare` rebuilds the embedded ones, or set {setting} to another model")
+
+
 def run_proxy_process(config: dict[str, Any]) -> int:
     from bus.security import BusSecurityError
     from bus.sockets import run_proxy
@@ -106,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         actor.run(bus_address(config))
     except Exception as exc:
-        actor.log.error("actor_failed", error=f"{type(exc).__name__}: {exc}")
+        actor.log.error("actor_failed", error=f"{type(exc).__name__}: {exc}{_model_hint(name, exc)}")
         return EXIT_START_FAILED
     return 0
 

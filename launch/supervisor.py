@@ -26,6 +26,7 @@ from typing import Any
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import ActorDown, Ready, Shutdown
 from bus.sockets import BusClient
+from launch.actor_main import EXIT_START_FAILED
 from launch.config import bus_address, expand_replicas
 
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -92,11 +93,18 @@ class Supervisor:
             raise RuntimeError("supervisor could not spawn the actors")
         names = {n for n in self.children if n != "proxy"}
         client = BusClient(bus_address(self.config), name="supervisor")
+        deadline = time.monotonic() + timeout_s
         try:
             prove_path(client, timeout_s=min(30.0, timeout_s))
-            self.readies = wait_for_actors(client, names, timeout_s=timeout_s)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; {self.failure_summary()}") from exc
+            while not names <= set(self.readies):
+                # An actor that could not start (exit 2: a model, a device) would only fail again: stop now.
+                if failed := [n for n in names - set(self.readies) if EXIT_START_FAILED in self.children[n].exit_codes]:
+                    raise TimeoutError(f"{', '.join(sorted(failed))} could not start; {self.failure_summary()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"actors not ready after {timeout_s:g} s: "
+                                       f"{', '.join(sorted(names - set(self.readies)))}; {self.failure_summary()}")
+                with contextlib.suppress(TimeoutError):
+                    wait_for_actors(client, names, timeout_s=1.0, found=self.readies)
         finally:
             client.close()
         return self.readies
@@ -109,8 +117,24 @@ class Supervisor:
         return self.children[name].restarts
 
     def failure_summary(self) -> str:
-        dead = [f"{c.name} exited {c.exit_codes[-1]}" for c in self.children.values() if c.exit_codes]
+        """Which actors exited, with the reason each logged last (what a user must fix)."""
+        dead = [f"{c.name} exited {c.exit_codes[-1]}{self._last_error(c.name)}"
+                for c in self.children.values() if c.exit_codes]
         return ("; ".join(dead) + f" (logs in {self.log_dir}/)") if dead else "no actor exited"
+
+    def _last_error(self, name: str) -> str:
+        try:
+            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-50:]
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") in ("actor_failed", "proxy_refused"):
+                return f": {entry.get('error', '')}"
+        return ""
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Ask every actor to stop over the bus, then SIGTERM, then SIGKILL what is left."""

@@ -127,3 +127,36 @@ def test_talk_refuses_a_bad_wav_before_starting_anything(workdir: Path) -> None:
                             capture_output=True, text=True, timeout=60, cwd=workdir)
     assert result.returncode == 2 and "bad.wav" in result.stderr
     assert not processes_mentioning(str(workdir))
+
+
+def _corrupt_model(workdir: Path, actor: str) -> str:
+    """A damaged copy of the model `actor` loads, in `workdir`; the --set line that selects it."""
+    noise = os.urandom(200_000)
+    if actor == "stt":
+        (workdir / "whisper").mkdir()
+        (workdir / "whisper" / "model.bin").write_bytes(noise)
+        return f"stt.model={workdir / 'whisper'}"
+    if actor == "llm":
+        (workdir / "damaged.gguf").write_bytes(b"GGUF" + noise)
+        return f"llm.model={workdir / 'damaged.gguf'}"
+    from models.registry import tts_voice_file
+
+    voice = tts_voice_file("")
+    (workdir / "voice.onnx").write_bytes(voice.read_bytes()[:200_000])  # a download cut short
+    shutil.copy(f"{voice}.json", workdir / "voice.onnx.json")
+    return f"tts.voice={workdir / 'voice.onnx'}"
+
+
+@pytest.mark.parametrize("actor", ["stt", "llm", "tts"])
+def test_a_corrupt_model_fails_the_start_with_the_reason_and_the_fix(workdir: Path, actor: str) -> None:
+    """`talk` on a damaged model: exit 2 within the start, the reason and what to run, nothing left running."""
+    setting = _corrupt_model(workdir, actor)
+    fast = [f"--set={s}" for s in ("llm.backend=echo", "tts.backend=tone", "stt.backend=fixed") if actor not in s]
+    prompt = ROOT / "launch" / "samples" / "prompt-1s.wav"
+    result = subprocess.run([sys.executable, "-m", "launch.cli", "--set", setting, *fast, "talk",
+                             "--input", str(prompt), "--output", str(workdir / "reply.wav")],
+                            capture_output=True, text=True, timeout=240, cwd=workdir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{actor} exited 2" in result.stderr
+    assert "rocky-relay models verify" in result.stderr
+    assert not processes_mentioning(str(workdir))
