@@ -139,7 +139,9 @@ class Actor:
         if isinstance(msg, Ping):
             self._announce_ready(msg.nonce)
         elif isinstance(msg, Shutdown):
-            if not msg.actors or self.name in msg.actors:
+            # A satellite's launcher stops its own actors only, never the server's or another satellite's.
+            mine = not self.only_session or msg.session == self.only_session
+            if mine and (not msg.actors or self.name in msg.actors):
                 self.stopping = True
         elif isinstance(msg, Interrupt) and self.serves(msg.session):
             self._cancelled[(msg.session, msg.turn)] = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Callable
 
 from bus.messages import Ping, Ready
 from bus.sockets import BusClient
@@ -34,9 +35,11 @@ def prove_path(client: BusClient, timeout_s: float = 10.0) -> None:
 
 
 def wait_for_actors(client: BusClient, actors: set[str], timeout_s: float = 120.0,
-                    found: dict[str, Ready] | None = None) -> dict[str, Ready]:
+                    found: dict[str, Ready] | None = None,
+                    pids: Callable[[str], int | None] | None = None) -> dict[str, Ready]:
     """Ping until every actor in `actors` answered `Ready`; their answers by name (also filled into
-    `found` as they come, so a caller that times out keeps what it learnt)."""
+    `found` as they come, so a caller that times out keeps what it learnt). With `pids`, only the process
+    it names counts: another satellite's actor of the same name on a shared bus is not ours."""
     client.subscribe("ctl.ready")
     found = {} if found is None else found
     deadline = time.monotonic() + timeout_s
@@ -46,7 +49,8 @@ def wait_for_actors(client: BusClient, actors: set[str], timeout_s: float = 120.
         step_end = time.monotonic() + 0.2
         while (left := step_end - time.monotonic()) > 0:
             env = client.recv(timeout_ms=left * 1000)
-            if env is not None and isinstance(env.msg, Ready) and env.msg.actor in actors:
+            if (env is not None and isinstance(env.msg, Ready) and env.msg.actor in actors
+                    and (pids is None or pids(env.msg.actor) == env.msg.pid)):
                 found[env.msg.actor] = env.msg
         if actors <= set(found):
             return found

@@ -98,7 +98,7 @@ def _keyboard_talk(driver: Any, address: Any) -> int:
         try:
             while not done.is_set():
                 env = client.recv(timeout_ms=200)
-                if env is None:
+                if env is None or env.msg.session != driver.session:  # other satellites' turns are theirs
                     continue
                 print_event(env)
                 if isinstance(env.msg, TurnRecord):

@@ -104,7 +104,7 @@ class Supervisor:
                     raise TimeoutError(f"actors not ready after {timeout_s:g} s: "
                                        f"{', '.join(sorted(names - set(self.readies)))}; {self.failure_summary()}")
                 with contextlib.suppress(TimeoutError):
-                    wait_for_actors(client, names, timeout_s=1.0, found=self.readies)
+                    wait_for_actors(client, names, timeout_s=1.0, found=self.readies, pids=self.pid)
         finally:
             client.close()
         return self.readies
@@ -145,7 +145,9 @@ class Supervisor:
         try:
             try:
                 prove_path(client, timeout_s=1.0)
-                client.publish(Shutdown())
+                # Only this set's actors: the bus may be shared with a server and other satellites.
+                session = self.config.get("satellite", {}).get("session") or "local"
+                client.publish(Shutdown(actors=[n for n in self.children if n != "proxy"], session=session))
             except TimeoutError:
                 pass  # no proxy: signals below do it
             self._wait_exit({n for n in self.children if n != "proxy"}, grace_s)

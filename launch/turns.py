@@ -39,7 +39,7 @@ class TurnDriver:
     def spoken_turn(self, max_speech_s: float = 60.0, timeout_s: float = 120.0,
                     on_event: Printer | None = None) -> dict[str, Any]:
         """Hold the button until a finite mic source (WAV) has given all its audio, then release."""
-        self.link = LinkWatch(LINK_TIMEOUT_S)  # beats read elsewhere since the last turn are not lost beats
+        self._rearm_link()
         turn = self.button.press()
         deadline = time.monotonic() + max_speech_s
         while time.monotonic() < deadline:
@@ -52,7 +52,7 @@ class TurnDriver:
             if on_event:
                 on_event(env)
             msg = env.msg
-            if msg.turn != turn:
+            if (msg.session, msg.turn) != (self.session, turn):  # turn ids are press times: sessions may collide
                 continue
             if isinstance(msg, AudioFrame) and msg.source_end:
                 break
@@ -84,7 +84,7 @@ class TurnDriver:
                 return self.wait_record(turn, timeout_s)
             wait_ms = 200.0 if interrupt_at is None else max(0.0, 1000 * (interrupt_at - time.time()))
             env = self.client.recv(timeout_ms=wait_ms)
-            if env is None or env.msg.turn != turn:
+            if env is None or (env.msg.session, env.msg.turn) != (self.session, turn):
                 continue
             if isinstance(env.msg, PlayerEvent) and env.msg.state == "started":
                 interrupt_at = env.msg.ts + after_audio_ms / 1000
@@ -92,6 +92,12 @@ class TurnDriver:
                 self.button.turn_open = False
                 return env.msg.record
         raise TimeoutError(f"turn {turn}: no record after {timeout_s:.0f} s")
+
+    def _rearm_link(self) -> None:
+        """Beats the caller read itself since the last turn are not lost beats: count from now, armed
+        already when a beat was ever seen (a link cut right after the press must still be noticed)."""
+        seen = self.link.last_beat is not None
+        self.link = LinkWatch(LINK_TIMEOUT_S, last_beat=time.time() if seen else None, up=seen)
 
     def recv(self, timeout_ms: float) -> Envelope | None:
         """The next message; the server's heartbeats also feed the link watch (read through this, not
@@ -110,8 +116,7 @@ class TurnDriver:
                           "(network down or server restarting); reconnecting by itself"}}
 
     def wait_record(self, turn: int, timeout_s: float, on_event: Printer | None = None) -> dict[str, Any]:
-        if self.link.last_beat is not None and time.time() - self.link.last_beat > 1.5 * LINK_TIMEOUT_S:
-            self.link = LinkWatch(LINK_TIMEOUT_S)  # the caller read the socket itself meanwhile: start over
+        self._rearm_link()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             env = self.recv(200)
@@ -121,7 +126,7 @@ class TurnDriver:
                 continue
             if on_event:
                 on_event(env)
-            if isinstance(env.msg, TurnRecord) and env.msg.turn == turn:
+            if isinstance(env.msg, TurnRecord) and (env.msg.session, env.msg.turn) == (self.session, turn):
                 self.button.turn_open = False
                 return env.msg.record
         raise TimeoutError(f"turn {turn}: no record after {timeout_s:.0f} s (is the logger running?)")
