@@ -23,6 +23,9 @@ from bus.messages import Interrupt, Message, Ping, Ready, Shutdown, TurnError
 from bus.sockets import BusAddress, BusClient
 
 CONTROL_PREFIX = "ctl."
+MAX_PENDING = 1000
+"""Data messages `check_control` takes off the socket ahead of time; the rest wait in the socket's queue,
+which its high-water mark bounds (a flood must not grow this one without end)."""
 CANCELLED_MEMORY = 512
 """How many interrupted turns an actor remembers, to drop their late messages."""
 
@@ -92,7 +95,7 @@ class Actor:
 
     def check_control(self) -> None:
         """Handle waiting control messages now; queue data for later. Call it inside long work."""
-        while (env := self.bus.recv(timeout_ms=0)) is not None:
+        while len(self._pending) < MAX_PENDING and (env := self.bus.recv(timeout_ms=0)) is not None:
             if not self._control(env):
                 self._pending.append(env)
 

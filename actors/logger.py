@@ -83,7 +83,8 @@ def _finite(value: Any) -> Any:
 
 class LoggerActor(Actor):
     name: ClassVar[str] = "logger"
-    topics = ("",)  # everything
+    # What a record is built from; not the mic's 50 frames a second, which a flood would bury turns under.
+    topics = ("button", "audio.in.end", "stt.final", "llm.", "say", "audio.out", "player", "turn.", "audio.heard")
     poll_ms = 250.0
     delivered_when_cancelled = (Message,)  # an interrupted turn still gets its record
 

@@ -202,12 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-append", action="store_true", help="do not append to BENCHMARK.md")
     bench.set_defaults(func=cmd_bench)
     # Subcommands that live in their own modules; each adds its parser.
-    from launch import config_doc, doctor, keys, report
+    from launch import config_doc, doctor, keys, report, soak
     from models import manage
 
     keys.register(sub)
     config_doc.register(sub)
     report.register(sub)
+    soak.register(sub)
     manage.register(sub)
     doctor.register(sub)
     return parser

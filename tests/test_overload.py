@@ -1,0 +1,457 @@
+"""Overload and links that drop: a rogue publisher floods a launched set mid-turn; a TCP link goes dead.
+
+The rogue is its own process (`flood`, run with `python -c`), publishing as fast as one Python loop can
+for FLOOD_S seconds, while a spoken turn runs. Memory bound, small frames: a subscriber's queue holds at
+most 2 x HIGH_WATER_MARK messages (the proxy's XPUB pipe plus the actor's SUB pipe; ZeroMQ counts
+messages, not bytes) of at most ~1 KiB here (a 640 B AudioFrame plus its header and three 64 B msg_t),
+so ~20 MiB per pipe; an actor holds one pipe, the proxy one input pipe and one per subscriber, with the
+bodies shared between them. Hence the bounds below, a few times the estimate for allocator slack.
+Big frames: 2 x 10000 x 16 MiB is no bound at all; the queues stay short only as far as every hop copies
+at memory speed, so the test measures that, and a watchdog stops the rogue before it hurts the machine.
+
+What always holds is asserted: no actor dies or restarts, bad frames are counted and logged a few lines a
+second, small frames stay within the bound, and the next turn is ordinary. What the set cannot promise
+today (the turn *during* the flood, a byte bound for big frames, Actor.check_control's unbounded deque)
+ends the test as xfail with the reason; anything else fails it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import psutil
+import pytest
+import zmq
+
+from actors.button import ButtonPublisher
+from bus.codec import encode
+from bus.handshake import prove_path
+from bus.messages import AudioFrame, Say, Transcript
+from bus.sockets import (
+    DROP_LOG_FIRST,
+    DROP_QUIET_S,
+    DROP_TOPICS_KEPT,
+    HEARTBEAT_IVL_MS,
+    HEARTBEAT_TIMEOUT_MS,
+    MAX_FRAME_BYTES,
+    BusAddress,
+    BusClient,
+    DropLog,
+    run_proxy,
+)
+from launch.config import bus_address, load_config
+from launch.supervisor import Supervisor
+from launch.turns import TurnDriver
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = ROOT / "launch" / "samples" / "prompt-1s.wav"
+FLOOD_S = 4.0
+HOLD_S = 1.5
+"""How long the simulated person holds the button over the 1 s question (the stimulus, not a wait)."""
+MIB = 1024 * 1024
+ACTOR_BOUND = 100 * MIB
+PROXY_BOUND = 200 * MIB
+WATCHDOG = 1536 * MIB
+"""The whole set grown past this: the rogue is killed at once (the machine is shared)."""
+DRAIN_IN_HANDLER = {"stt", "llm", "tts"}
+"""Actors that call check_control() inside a handler (a partial, a token, a chunk)."""
+RECEIVERS = {"garbage": ("logger", "mic", "vad", "stt", "llm", "persona", "tts", "player"),
+             "big": ("vad", "stt")}  # the logger does not take mic frames
+"""Who subscribes to the flooded topics, so must have counted and logged the bad frames."""
+SUBSCRIBED = (b"audio.in", b"audio.in.end", b"vad", b"button", b"stt.final", b"llm.token", b"llm.done", b"say",
+              b"audio.out", b"player", b"turn.error", b"ctl.ping", b"ctl.interrupt")
+"""Topics the actors subscribe to: garbage on them reaches every actor (ctl. reaches all)."""
+
+
+def rogue_frames(kind: str) -> list[list[bytes]]:
+    if kind == "garbage":
+        bad_headers = [b"\xc1 not msgpack", msgpack.packb({"v": 99, "t": "say", "f": {}}),
+                       msgpack.packb({"v": 1, "t": "no-such-type", "f": {}}), msgpack.packb([1, 2, 3])]
+        return [[topic, header] for topic in SUBSCRIBED for header in bad_headers] + [[b"say", b"a", b"b", b"c"]]
+    if kind == "valid":
+        # Valid, but for a session nobody uses, on topics that cost work without spoofing a reply: partial
+        # transcripts (only listeners of everything take them) and silent mic frames (vad, stt, logger).
+        # Not valid Pings: each would make all nine actors answer.
+        return [encode(Transcript(session="rogue", turn=1, text="flood " * 8, final=False)),
+                encode(AudioFrame(session="rogue", turn=1, seq=0), bytes(640))]
+    if kind == "big":
+        return [[b"audio.in", b"\xc1 big", bytes(MAX_FRAME_BYTES - 4096)]]
+    raise ValueError(kind)
+
+
+def flood(pub_addr: str, sub_addr: str, kind: str, seconds: float) -> None:
+    """The rogue publisher (its own process): as fast as it can for `seconds`, then prints what it sent."""
+    client = BusClient(BusAddress(pub_addr=pub_addr, sub_addr=sub_addr), name="rogue")
+    try:
+        prove_path(client)  # so the flood is not lost to the slow joiner
+        client.sub.setsockopt(zmq.UNSUBSCRIBE, b"ctl.ping")  # its own ctl.ping garbage must not queue here
+        batch = rogue_frames(kind)
+        print("flooding", flush=True)
+        sent, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            for frames in batch:
+                client.pub.send_multipart(frames)  # copying, as a real rogue would
+            sent += len(batch)
+        print(json.dumps({"sent": sent, "seconds": seconds}), flush=True)
+    finally:
+        client.close()
+
+
+@dataclass
+class FloodedSet:
+    supervisor: Supervisor
+    config: dict[str, Any]
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def flooded() -> Iterator[FloodedSet]:
+    folder = Path(tempfile.mkdtemp(prefix="rr-overload-"))
+    config = load_config(None, [
+        f"bus.pub=ipc://{folder}/pub", f"bus.sub=ipc://{folder}/sub", "stt.backend=fixed", "llm.backend=echo",
+        "tts.backend=tone", "mic.backend=wav", f"mic.path={PROMPT}", "mic.realtime=false", "player.backend=wav",
+        f"player.path={folder}/reply.wav", f"logger.path={folder}/turns.jsonl"])
+    supervisor = Supervisor(config, config["sets"]["local"], log_dir=folder / "actors")
+    try:
+        supervisor.start(timeout_s=60)
+        yield FloodedSet(supervisor, config, folder)
+    finally:
+        supervisor.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class RssWatch(threading.Thread):
+    """Peak RSS of each process while the flood runs; kills the rogue if one runs away."""
+
+    def __init__(self, pids: dict[str, int], rogue: subprocess.Popen[str]) -> None:
+        super().__init__(daemon=True)
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.start_rss = {name: p.memory_info().rss for name, p in self.procs.items()}
+        self.peak = dict(self.start_rss)
+        self.rogue = rogue
+        self.tripped = ""
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            now = dict(self.start_rss)
+            for name, proc in self.procs.items():
+                with contextlib.suppress(psutil.Error):
+                    now[name] = proc.memory_info().rss
+                self.peak[name] = max(self.peak[name], now[name])
+            total = sum(now.values()) - sum(self.start_rss.values())
+            if total > WATCHDOG and not self.tripped:
+                self.tripped = f"the set grew {total // MIB} MiB, past the watchdog's {WATCHDOG // MIB} MiB"
+                self.rogue.kill()
+
+    def growth_mib(self) -> dict[str, float]:
+        return {n: round((self.peak[n] - self.start_rss[n]) / MIB, 1) for n in self.procs}
+
+
+def read_record(path: Path, turn: int, timeout_s: float) -> dict[str, Any] | None:
+    """The logger's record of `turn` from its JSONL (the file, not the bus: the driver may be flooded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                if record["turn"] == turn:
+                    return dict(record)
+        if time.monotonic() > deadline or threading.Event().wait(0.1):
+            return None
+
+
+def log_offsets(folder: Path) -> dict[str, int]:
+    return {p.stem: p.stat().st_size for p in (folder / "actors").glob("*.log")}
+
+
+def new_log_events(folder: Path, since: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    events: dict[str, list[dict[str, Any]]] = {}
+    for path in (folder / "actors").glob("*.log"):
+        with open(path, "rb") as f:
+            f.seek(since.get(path.stem, 0))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        events[path.stem] = [json.loads(line) for line in lines if line.startswith("{")]
+    return events
+
+
+def start_rogue(config: dict[str, Any], kind: str) -> subprocess.Popen[str]:
+    code = f"from tests.test_overload import flood; flood({config['bus']['pub']!r}, {config['bus']['sub']!r}, " \
+           f"{kind!r}, {FLOOD_S})"
+    rogue = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert rogue.stdout is not None
+    started = threading.Thread(target=rogue.stdout.readline, daemon=True)  # "flooding", once it is on the bus
+    started.start()
+    started.join(30)
+    assert not started.is_alive(), "the rogue never reached the bus"
+    return rogue
+
+
+@pytest.mark.parametrize("kind", ["garbage", "valid", "big"])
+def test_the_set_survives_a_flood(flooded: FloodedSet, kind: str) -> None:
+    supervisor, folder = flooded.supervisor, flooded.folder
+    pids = {name: pid for name in supervisor.children if (pid := supervisor.pid(name)) is not None}
+    offsets = log_offsets(folder)
+    button_client = BusClient(bus_address(flooded.config), name="flood-driver")
+    rogue: subprocess.Popen[str] | None = None
+    watch: RssWatch | None = None
+    try:
+        prove_path(button_client)
+        button_client.sub.setsockopt(zmq.UNSUBSCRIBE, b"ctl.ping")  # it only publishes: no flood queues here
+        button = ButtonPublisher(button_client, source="script")
+        rogue = start_rogue(flooded.config, kind)
+        watch = RssWatch(pids, rogue)
+        flood_began = time.monotonic()
+        watch.start()
+        turn = button.press()
+        threading.Event().wait(HOLD_S)
+        button.release()
+        during = read_record(folder / "turns.jsonl", turn, timeout_s=30)
+        out, _ = rogue.communicate(timeout=FLOOD_S + 60)
+    finally:
+        if watch is not None:
+            watch.done.set()
+            watch.join(5)
+        if rogue is not None and rogue.poll() is None:
+            rogue.kill()
+            rogue.communicate()
+        button_client.close()
+    elapsed = time.monotonic() - flood_began
+    sent = json.loads(out.strip().splitlines()[-1])["sent"] if out.strip() else 0
+    print(f"{kind}: rogue sent {sent} messages in {FLOOD_S} s; peak RSS growth MiB {watch.growth_mib()}; "
+          f"turn during the flood: {during and (during['status'], during['error'])}")
+    assert not watch.tripped, watch.tripped
+    assert sent > 0
+
+    # The set is whole and still answers: nothing restarted, the next turn is an ordinary one.
+    assert {n: supervisor.restarts(n) for n in supervisor.children} == dict.fromkeys(supervisor.children, 0)
+    driver = TurnDriver(bus_address(flooded.config))
+    try:
+        after = driver.spoken_turn(max_speech_s=30, timeout_s=60)
+    finally:
+        driver.close()
+    assert after["status"] == "ok", after
+    if kind != "valid":  # garbage: every receiver counted its drops and logged them, a few lines a second
+        events = new_log_events(folder, offsets)
+        for name in RECEIVERS[kind]:
+            one_by_one = [e for e in events[name] if e.get("event") == "bad_frame_dropped"]
+            summaries = [e for e in events[name] if e.get("event") == "bad_frames_dropped"]
+            assert summaries and summaries[-1]["total"] >= sum(s["count"] for s in summaries) > 0, name
+            assert len(one_by_one) <= DROP_LOG_FIRST, (name, len(one_by_one))
+            assert len(summaries) <= elapsed + 2, (name, len(summaries), elapsed)
+
+    gaps = []  # what the bus cannot promise today; each says why (see the report for the fixes)
+    over = {n: g for n, g in watch.growth_mib().items() if g * MIB >= (PROXY_BOUND if n == "proxy" else ACTOR_BOUND)}
+    if over and kind == "big":
+        gaps.append(f"peak RSS growth {over} MiB: the high-water mark counts messages, not bytes, so with "
+                    f"{MAX_FRAME_BYTES // MIB} MiB frames it bounds nothing; only the copy speed did")
+    elif over and set(over) <= DRAIN_IN_HANDLER:
+        gaps.append(f"peak RSS growth {over} MiB: Actor.check_control, called inside long handlers, moves every "
+                    "waiting data message from the bounded socket queue into an unbounded deque")
+    else:
+        assert not over, f"{kind} frames broke the bound computed from the high-water mark: {over}"
+    if during is None or during["status"] != "ok":
+        gaps.append(f"turn during the {kind} flood: {during and during['status']}: PUB/SUB drops at a full "
+                    "queue whatever is next, the turn's own messages included (one queue per subscriber, no "
+                    "per-publisher share, no acknowledgement)")
+    if gaps:
+        pytest.xfail("; ".join(gaps))
+
+
+# --- drop logging, unit and on a real bus -----------------------------------------------------------
+
+
+class FakeLog:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.lines.append((event, fields))
+
+
+def test_drop_log_logs_the_first_few_then_one_summary_a_second() -> None:
+    clock = [100.0]
+    fake = FakeLog()
+    drops = DropLog("actor", clock=lambda: clock[0], logger=fake)
+    for i in range(3000):  # 3000 bad frames over 3 s
+        clock[0] = 100.0 + i / 1000
+        drops.dropped("header is not msgpack", f"topic{i % 20}", 2)
+    clock[0] = 103.5
+    drops.tick()
+    one_by_one = [f for e, f in fake.lines if e == "bad_frame_dropped"]
+    summaries = [f for e, f in fake.lines if e == "bad_frames_dropped"]
+    assert len(one_by_one) == DROP_LOG_FIRST
+    assert 2 <= len(summaries) <= 4  # at most one a second over 3.5 s
+    assert drops.total == 3000 == len(one_by_one) + sum(s["count"] for s in summaries)
+    assert summaries[-1]["total"] == 3000
+    assert all(len(s["topics"]) <= DROP_TOPICS_KEPT + 1 for s in summaries)  # + "(other)"
+    clock[0] = 103.6
+    drops.dropped("again", "say", 2)  # the same burst: counted, not logged one by one
+    assert len(fake.lines) == len(one_by_one) + len(summaries)
+    drops.flush()  # what close() does: the count is not lost
+    assert fake.lines[-1][1]["count"] == 1
+    clock[0] = 103.6 + DROP_QUIET_S + 1
+    drops.dropped("a new burst", "say", 2)
+    assert fake.lines[-1][0] == "bad_frame_dropped" and fake.lines[-1][1]["reason"] == "a new burst"
+
+
+def test_recv_keeps_its_timeout_under_a_stream_of_garbage(bus_address: BusAddress) -> None:
+    """Before: garbage kept recv busy until a valid message came, so an actor's on_idle never ran."""
+    client = BusClient(bus_address, ("say",), name="victim")
+    sender = BusClient(bus_address, name="garbage")
+    stop = threading.Event()
+
+    def spray() -> None:
+        while not stop.is_set():
+            for _ in range(200):
+                sender.send_raw([b"say", b"\xc1"])
+            stop.wait(0.001)
+
+    spraying = threading.Thread(target=spray, daemon=True)
+    try:
+        prove_path(client)
+        prove_path(sender)
+        spraying.start()
+        deadline = time.monotonic() + 10
+        while client.dropped < 1000 and time.monotonic() < deadline:
+            client.recv(timeout_ms=50)
+        assert client.dropped >= 1000, "the garbage never arrived"
+        started = time.monotonic()
+        assert client.recv(timeout_ms=200) is None
+        assert time.monotonic() - started < 2.0
+        assert client.drops.logged_one_by_one == DROP_LOG_FIRST
+        stop.set()  # while the spray goes on a valid message may be dropped at a full queue (see the flood)
+        spraying.join(5)
+        assert deliver(sender, client), "no valid message after the garbage"
+    finally:
+        stop.set()
+        spraying.join(5)
+        client.close()
+        sender.close()
+
+
+# --- links that drop: ZMTP heartbeats notice a dead TCP peer and reconnect ----------------------------
+
+
+class Cable:
+    """A TCP forwarder that can be pulled out: bytes stop both ways, nothing is closed (no FIN, no RST),
+    as when a Pi loses power or Wi-Fi. Connections made after the cut are forwarded normally."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[float] = []
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.sockets: list[socket.socket] = [self.listener]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def cut(self) -> None:
+        """Stop forwarding on every open connection (the selector thread picks it up on its next pass)."""
+        self._cut = True
+
+    _cut = False
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if self._cut:
+                for key in list(self.selector.get_map().values()):
+                    if key.fileobj is not self.listener:
+                        self.selector.unregister(key.fileobj)
+                self._cut = False
+            for key, _ in self.selector.select(0.05):
+                if key.fileobj is self.listener:
+                    near, _addr = self.listener.accept()
+                    far = socket.create_connection(self.target)
+                    self.sockets += [near, far]
+                    self.accepted.append(time.monotonic())
+                    self.selector.register(near, selectors.EVENT_READ, far)
+                    self.selector.register(far, selectors.EVENT_READ, near)
+                    continue
+                source = key.fileobj
+                assert isinstance(source, socket.socket)
+                try:
+                    data = source.recv(65536)
+                    if data:
+                        key.data.sendall(data)
+                        continue
+                except OSError:
+                    pass
+                self.selector.unregister(source)  # closed: leave the other end to its own timeouts
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+        self.selector.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_a_dead_tcp_link_is_noticed_and_made_again() -> None:
+    address = BusAddress(pub_addr=f"tcp://127.0.0.1:{free_port()}", sub_addr=f"tcp://127.0.0.1:{free_port()}")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    ready = threading.Event()
+    proxy = threading.Thread(target=run_proxy, args=(address, ctx, ready), daemon=True)
+    proxy.start()
+    assert ready.wait(5)
+    cable = Cable(("127.0.0.1", int(address.sub_addr.rsplit(":", 1)[1])))
+    satellite = BusClient(BusAddress(pub_addr=address.pub_addr, sub_addr=f"tcp://127.0.0.1:{cable.port}"),
+                          ("say",), name="satellite")
+    server = BusClient(address, name="server")
+    try:
+        assert deliver(server, satellite), "no path through the cable"
+        assert len(cable.accepted) == 1
+        cable.cut()
+        cut_at = time.monotonic()
+        deadline = cut_at + 3 * (HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS) / 1000
+        while len(cable.accepted) < 2 and time.monotonic() < deadline:
+            satellite.recv(timeout_ms=100)
+        assert len(cable.accepted) == 2, "the SUB never noticed the dead link"
+        noticed_s = cable.accepted[1] - cut_at
+        print(f"dead link noticed and re-made after {noticed_s:.2f} s")
+        assert noticed_s >= HEARTBEAT_TIMEOUT_MS / 1000 * 0.8  # by the heartbeat, not by something else
+        assert deliver(server, satellite), "no message after the reconnect (subscriptions not re-sent?)"
+    finally:
+        satellite.close()
+        server.close()
+        cable.close()
+        terminator = threading.Thread(target=ctx.term, daemon=True)
+        terminator.start()
+        terminator.join(5)
+        proxy.join(5)
+        assert not proxy.is_alive(), "bus proxy did not stop"
+
+
+def deliver(sender: BusClient, receiver: BusClient, timeout_s: float = 10.0) -> bool:
+    """Publish a Say until `receiver` hears one (slow joiner, reconnects)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sender.publish(Say(text="over the cable", index=0))
+        env = receiver.recv(timeout_ms=100)
+        if env is not None and isinstance(env.msg, Say):
+            return True
+    return False
