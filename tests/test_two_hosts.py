@@ -301,8 +301,10 @@ def test_a_20_ms_delay_each_way_and_release_to_first_audio(net: Net, satellites:
     for key in figures["direct"]:
         direct, delayed = medians["direct"][key], medians["delayed"][key]
         print(f"  {key:28s} direct {direct:8.1f}  delayed {delayed:8.1f}  change {delayed - direct:+8.1f} ms")
-    # The frames really went through the proxies: one way is 20 ms longer (measured by the logger).
-    assert medians["delayed"]["bus_transit_ms_p50"] - medians["direct"]["bus_transit_ms_p50"] >= 15, medians
+    # The Pi's messages really went through the proxies: its button and capture-end stamps reach the logger
+    # at least 20 ms late (the logger takes no mic frames, so the p50 is mostly the server's own messages).
+    slowest = statistics.median(r["bus_transit_ms_max"] for r in measured["delayed"])
+    assert slowest >= 19.5, medians
     # The report is the point; the only claim is that the delay does not make turns faster (beyond noise).
     noise = max(statistics.pstdev(figures["direct"]["release_to_first_audio_ms"]), 100.0)
     assert medians["delayed"]["release_to_first_audio_ms"] >= medians["direct"]["release_to_first_audio_ms"] - noise
