@@ -219,7 +219,10 @@ class LoggerActor(Actor):
         """End every open turn that still needed the dead actor."""
         reason = (f"{down.actor} stopped during this turn (exit code {down.exit_code}) and was restarted; "
                   f"see logs/actors/{down.actor}.log")
-        return self._fail_turns(lambda timeline: timeline.waits_on(down.actor), down.actor, reason)
+        # A turn id is its start in ms: one begun after the death (the report can come late) is not a victim.
+        began_before = (lambda timeline: timeline.turn / 1000 <= down.died_at) if down.died_at else (lambda _t: True)
+        return self._fail_turns(lambda timeline: timeline.waits_on(down.actor) and began_before(timeline),
+                                down.actor, reason)
 
     def _fail_turns(self, which: Callable[[TurnTimeline], bool], stage: str, reason: str) -> list[TurnError]:
         """End the open turns `which` picks: cancel their work everywhere, report the error, record them."""

@@ -296,6 +296,8 @@ class ActorDown(Message):
     exit_code: int
     restart_in_s: float
     """When the supervisor starts it again."""
+    died_at: float = 0.0
+    """Wall-clock seconds when the supervisor saw it die: turns begun after that are not its victims."""
 
 
 @message("beat")

@@ -54,9 +54,10 @@ HEARTBEAT_TIMEOUT_MS = 3000
 HEARTBEAT_TTL_MS = 3000
 """Asks the peer to drop us after this much silence, even if it set no heartbeat of its own."""
 RECONNECT_IVL_MS = 100
-RECONNECT_IVL_MAX_MS = 5000
-"""Reconnect backoff: 100 ms, doubling (libzmq adds jitter) up to 5 s: a proxy that is down for long
-is not hammered by every satellite at 10 Hz, and the first retries after a restart stay quick."""
+RECONNECT_IVL_MAX_MS = 1000
+"""Reconnect backoff: 100 ms, doubling up to 1 s: a proxy that is down for long is not hammered by every
+satellite at 10 Hz, and after a restart every peer is back within about a second (a 5 s cap left some
+actors deaf long enough to miss the supervisor's report of the restart)."""
 CONNECT_TIMEOUT_MS = 3000
 """A TCP connect to a host that drops SYNs gives up after this, not the kernel's ~2 min, then retries."""
 TCP_KEEPALIVE_IDLE_S = 10

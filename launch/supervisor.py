@@ -54,6 +54,7 @@ class Child:
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
     died_at: float = 0.0
+    died_wall: float = 0.0
     down_reported: bool = True
     """The logger and the others were told of the last death (`ctl.down`)."""
 
@@ -198,6 +199,7 @@ class Supervisor:
             child.exit_codes.append(proc.returncode)
             child.process = None
             child.died_at, child.down_reported = now, False
+            child.died_wall = time.time()
             quick = now - child.started_at < STABLE_AFTER_S
             child.quick_failures = child.quick_failures + 1 if quick else 0
             delay = RESTART_BACKOFF_S[min(child.quick_failures, len(RESTART_BACKOFF_S)) - 1] if quick else 0.0
@@ -223,7 +225,12 @@ class Supervisor:
                 prove_path(self._bus, timeout_s=5.0)
             elif child.name == "proxy":
                 prove_path(self._bus, timeout_s=5.0)  # the new proxy must be forwarding first
-            self._bus.publish(ActorDown(actor=child.name, exit_code=child.exit_codes[-1], restart_in_s=restart_in_s))
+                # ... and every actor reconnected (each backs off on its own), or the logger misses the news.
+                with contextlib.suppress(TimeoutError):
+                    wait_for_actors(self._bus, {n for n in self.children if n != "proxy"}, timeout_s=10.0,
+                                    pids=self.pid)
+            self._bus.publish(ActorDown(actor=child.name, exit_code=child.exit_codes[-1], restart_in_s=restart_in_s,
+                                        died_at=child.died_wall))
             child.down_reported = True
         except TimeoutError:
             sys.stderr.write(f"rocky-relay: could not report {child.name}'s exit on the bus (no proxy)\n")
