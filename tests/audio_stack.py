@@ -164,17 +164,3 @@ def private_pulseaudio() -> Iterator[AudioStack]:
             _end(proc, signal.SIGINT)
         _end(server)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Pids of live processes whose command line contains `text` (e.g. a test's unique temp dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((ln for ln in (entry / "status").read_text().splitlines() if ln.startswith("State:")), "")
-            if text in cmdline and "zombie" not in state:
-                found.append(int(entry.name))
-    return found

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from actors.base import Actor
@@ -111,3 +116,34 @@ M = TypeVar("M", bound=Message)
 
 def of_type(envs: Sequence[Envelope], cls: type[M]) -> list[M]:
     return [e.msg for e in envs if isinstance(e.msg, cls)]
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    """`rocky-relay --config EMPTY ARGV...` in this process, through the real parser: exit code and stdout.
+    The empty config keeps a developer's ./rocky-relay.toml out of the test."""
+    from launch.cli import build_parser
+
+    with tempfile.TemporaryDirectory(prefix="rr-cfg-") as folder:
+        config = Path(folder) / "empty.toml"
+        config.write_text("")
+        args = build_parser().parse_args(["--config", str(config), *argv])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = int(args.func(args))
+    return code, out.getvalue()
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker` (a test's unique temp dir or bus address)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]  # after "(comm)": names may hold spaces
+        except (OSError, IndexError):
+            continue
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids

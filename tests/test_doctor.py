@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import platform
 import socket
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bus.sockets import BusAddress
-from launch.doctor import check_cpu, register
+from launch.doctor import check_cpu
+from tests.helpers import run_cli
 
 SECTIONS = ("python", "audio", "models", "bus", "keys", "cpu", "llama", "disk")
 
@@ -25,18 +22,8 @@ def _no_bus_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_doctor(*argv: str) -> tuple[int, str]:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config")
-    parser.add_argument("--set", action="append", default=[])
-    register(parser.add_subparsers(dest="command", required=True))
-    with tempfile.TemporaryDirectory(prefix="rr-cfg-") as folder:
-        config = Path(folder) / "empty.toml"  # never the developer's ./rocky-relay.toml
-        config.write_text("")
-        args = parser.parse_args(["--config", str(config), *argv, "doctor"])
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = args.func(args)
-    return code, out.getvalue()
+    """`rocky-relay --config EMPTY ARGV... doctor`: exit code and stdout."""
+    return run_cli(*argv, "doctor")
 
 
 def finding(output: str, status: str, *words: str) -> str:

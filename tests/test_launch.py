@@ -20,6 +20,7 @@ from bus.sockets import BusClient
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
+from tests.helpers import processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["llm.backend=echo", "tts.backend=tone", "player.backend=wav"]
@@ -33,22 +34,6 @@ def workdir() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def processes_mentioning(marker: str) -> list[int]:
-    """Live processes whose command line contains `marker` (our temp dir is in every child's config)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
-            state = (entry / "stat").read_text().split()[2]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 def wait_until(predicate: object, timeout_s: float) -> bool:

