@@ -240,10 +240,11 @@ def write_json(result: SoakResult, out_dir: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--turns", type=int, default=200, help="turns measured after the warm-up (default 200)")
+    parser.add_argument("--turns", type=_at_least_one, default=200,
+                        help="turns measured after the warm-up (default 200)")
     parser.add_argument("--backends", choices=["fast", "real"], default="fast",
                         help="fast: fixed STT, echo LLM, tone TTS; real: the embedded models")
-    parser.add_argument("--warmup", type=int, default=10,
+    parser.add_argument("--warmup", type=_at_least_one, default=10,
                         help="at least this many turns before the first sample, and on until the conversation "
                              f"memory is full (the prompt stopped growing for {SETTLED_TURNS} turns); default 10")
     parser.add_argument("--rss-limit", type=float, default=RSS_LIMIT_PCT, metavar="PCT",
@@ -257,6 +258,14 @@ def cmd_soak(args: argparse.Namespace) -> int:
     print(format_table(result))
     print(f"raw samples: {write_json(result, Path(args.out_dir))}")
     return 0 if not result.problems() else 1
+
+
+def _at_least_one(text: str) -> int:
+    """A turn count: a soak of no turns would pass without having measured anything."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
