@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import tomllib
 import typing
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from actors.stt import SttSettings
 from actors.tts import TtsSettings
 from actors.vad import VadSettings
 from bus.sockets import BusAddress
+from launch.config_checks import check_numbers, check_templates
 from launch.keys import secure_address
 from pi.button import GpioButtonSettings
 from pi.leds import LedSettings
@@ -92,13 +94,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Defaults, then the TOML file (if any), then the environment's bus address, then `key=value`s."""
     config = default_config()
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                _merge(config, tomllib.load(f), str(path))
-        except OSError as exc:
-            raise ConfigError(f"config file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: not valid TOML: {exc}") from exc
+        _merge(config, read_toml(path), str(path))
     if env := os.environ.get(ADDRESS_ENV):
         host, _, port = env.partition(":")
         if not host or not (port or "7750").isdigit():
@@ -117,7 +113,34 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if config["persona"]["style"] == "rocky_llm":
         # The rocky_llm persona only tidies: the LLM itself must be asked for Rocky's phrasing.
         config["llm"]["style"] = "rocky"
+    if problems := check_numbers(config, SECTIONS) + check_templates(config):
+        raise ConfigError("; ".join(problems))
     return config
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is a few KB; anything past this (or /dev/zero) is not one."""
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A config file's tables; a clear ConfigError for what is not a small UTF-8 TOML file."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the mode check below refuses it anyway.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(f"config file {path}: not a regular file")
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a config file")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start}); a config is a TOML file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from exc
 
 
 def replica_counts(config: dict[str, Any]) -> dict[str, int]:
