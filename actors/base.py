@@ -103,6 +103,18 @@ class Actor:
         """True when a queued data message (see `check_control`) matches `predicate`."""
         return any(predicate(env.msg) for env in self._pending)
 
+    def take_pending(self, predicate: Callable[[Message], bool]) -> Envelope | None:
+        """Remove and return the first queued data message matching `predicate` (handled out of turn)."""
+        for env in self._pending:
+            if predicate(env.msg):
+                self._pending.remove(env)
+                return env
+        return None
+
+    def starts_turn(self, msg: Message) -> bool:
+        """Whether `msg` starts this actor's work on a new turn (see `admits`)."""
+        return isinstance(msg, self.admits)
+
     def fail_turn(self, about: Message, reason: str) -> None:
         """End `about`'s turn with an error everyone (logger, CLI, player) sees."""
         self.log.warning("turn_failed", session=about.session, turn=about.turn, reason=reason)
@@ -164,7 +176,7 @@ class Actor:
     def _refuse_when_busy(self) -> None:
         """Refuse the newest queued new turns beyond `max_queued_turns` (the oldest are served first)."""
         self.check_control()
-        queued = [env for env in self._pending if isinstance(env.msg, self.admits) and self.serves(env.msg.session)]
+        queued = [env for env in self._pending if self.starts_turn(env.msg) and self.serves(env.msg.session)]
         for env in queued[self.max_queued_turns:]:
             self._pending.remove(env)
             self.fail_turn(env.msg, f"busy: {len(queued)} turns are waiting for {self.name}; try again in a moment")
@@ -173,7 +185,7 @@ class Actor:
         msg = env.msg
         if not self.serves(msg.session):
             return
-        if self.max_queued_turns and isinstance(msg, self.admits):
+        if self.max_queued_turns and self.starts_turn(msg):
             self._refuse_when_busy()
         if self.is_cancelled(msg.session, msg.turn) and not isinstance(msg, self.delivered_when_cancelled):
             self.log.debug("dropped_cancelled", topic=env.topic, turn=msg.turn)

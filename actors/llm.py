@@ -2,6 +2,12 @@
 
 Subscribes to `stt.final`; publishes `llm.token` pieces as they come and one
 `llm.done`. An interrupt for the turn stops generation at the next token.
+Work before release (`speculate`): a partial transcript prefills the prompt
+with the words heard so far; a *settled* one (VAD heard speech stop) starts
+the reply at once, but its tokens are held back until the final transcript
+arrives. Same words: they go out at once and generation goes on live.
+Other words, new speech, or an interrupt: they are thrown away unsent, so a
+discarded reply can never reach TTS or the speaker.
 Conversation memory is kept per session and trimmed to a token budget; it
 holds what Rocky actually said: when playback is stopped, only the clauses
 (from `say`) that were played to their end stay in it.
@@ -9,13 +15,17 @@ holds what Rocky actually said: when playback is stopped, only the clauses
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from actors.base import Actor
-from actors.llm_backends import Generator, LlmSettings, build_prompt, make_generator
+from actors.llm_backends import Generator, LlmSettings, make_generator
+from actors.llm_prompt import Conversation, clean
 from bus.codec import Envelope
-from bus.messages import Interrupt, LlmDone, LlmToken, PlayerEvent, Say, Transcript
+from bus.messages import Interrupt, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript, VadEvent
 
 MAX_TRANSCRIPT_CHARS = 4000
 """Longer input is refused: a minute of speech is ~1000 characters, and the model's context is small."""
@@ -24,6 +34,27 @@ MAX_SESSIONS = 64
 MAX_CLAUSES = 256
 MAX_CLAUSE_CHARS = 1000
 """Spoken clauses kept per turn, and characters per clause: memory stays bounded whatever `say` carries."""
+MAX_SPECULATIONS = 8
+"""Turns whose speculative reply is held at once (one per turn: a newer partial replaces it)."""
+
+
+def same_words(a: str, b: str) -> bool:
+    """Transcripts that ask the same thing: equal once case and punctuation are ignored."""
+    return _words(a) == _words(b)
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() else " " for c in clean(text)).split()
+
+
+@dataclass
+class Speculation:
+    """A reply begun on a settled partial, held back until the final transcript says whether it stands."""
+
+    text: str
+    pieces: list[str] = field(default_factory=list)
+    complete: bool = False
+    """Generation ran to its end before the final came."""
 
 
 class ConversationMemory:
@@ -45,7 +76,7 @@ class ConversationMemory:
         while len(self.sessions) > self.max_sessions:
             self.sessions.pop(next(iter(self.sessions)))
         exchanges.append((turn, user, reply.strip()))
-        while exchanges and sum(generator.count_tokens(f"User: {u}\nRocky: {r}\n")
+        while exchanges and sum(generator.count_tokens(f"{u}\n{r}\n")
                                 for _t, u, r in exchanges) > self.budget_tokens:
             exchanges.pop(0)
 
@@ -63,7 +94,7 @@ class ConversationMemory:
 
 class LlmActor(Actor):
     name: ClassVar[str] = "llm"
-    topics = ("stt.final", "say", "player")
+    topics = ("stt.", "vad", "say", "player")
     delivered_when_cancelled = (PlayerEvent,)  # the player's `stopped` says what was played
     admits = (Transcript,)  # a final transcript is a new turn: the queue that `max_queued_turns` bounds
 
@@ -74,6 +105,7 @@ class LlmActor(Actor):
         self.memory = ConversationMemory(settings.history_tokens)
         self.clauses: dict[tuple[str, int], dict[int, str]] = {}
         """Spoken clauses of recent turns, to keep only what was played."""
+        self.speculations: dict[tuple[str, int], Speculation] = {}
 
     def on_start(self) -> None:
         if self.generator is None:
@@ -82,42 +114,118 @@ class LlmActor(Actor):
     def backend(self) -> str:
         return self.generator.description if self.generator else self.settings.backend
 
+    def starts_turn(self, msg: Message) -> bool:
+        return isinstance(msg, Transcript) and msg.final
+
     def handle(self, env: Envelope) -> None:
         msg = env.msg
-        key = (msg.session, msg.turn)
         if isinstance(msg, Say):
-            if 0 <= msg.index < MAX_CLAUSES:
-                self.clauses.setdefault(key, {})[msg.index] = msg.text[:MAX_CLAUSE_CHARS]
-            while len(self.clauses) > 16:
-                self.clauses.pop(next(iter(self.clauses)))
-            return
-        if isinstance(msg, PlayerEvent):
-            if msg.state == "stopped":
-                said = self.clauses.get(key, {})
-                # Over the clauses held, not range(clauses_played): that count comes off the bus.
-                played = " ".join(said[i] for i in sorted(said) if i < msg.clauses_played)
-                self.memory.replace(msg.session, msg.turn, played)
-                self.log.info("memory_trimmed_to_played", turn=msg.turn, played=played)
-            if msg.state in ("stopped", "finished"):
-                self.clauses.pop(key, None)
-            return
-        if not isinstance(msg, Transcript) or not msg.text.strip():
-            return
+            self._remember_clause(msg)
+        elif isinstance(msg, PlayerEvent):
+            self._played(msg)
+        elif isinstance(msg, Transcript) and msg.text.strip():
+            if msg.final:
+                self._answer(msg)
+            elif self.settings.speculate and self.settings.streaming:
+                self._before_release(msg)
+
+    def on_interrupt(self, msg: Interrupt) -> None:
+        self.speculations.pop((msg.session, msg.turn), None)
+        self.log.info("interrupted", session=msg.session, turn=msg.turn)
+
+    # --- memory of what was really said ------------------------------------------------
+    def _remember_clause(self, msg: Say) -> None:
+        if 0 <= msg.index < MAX_CLAUSES:
+            self.clauses.setdefault((msg.session, msg.turn), {})[msg.index] = msg.text[:MAX_CLAUSE_CHARS]
+        while len(self.clauses) > 16:
+            self.clauses.pop(next(iter(self.clauses)))
+
+    def _played(self, msg: PlayerEvent) -> None:
+        key = (msg.session, msg.turn)
+        if msg.state == "stopped":
+            said = self.clauses.get(key, {})
+            # Over the clauses held, not range(clauses_played): that count comes off the bus.
+            played = " ".join(said[i] for i in sorted(said) if i < msg.clauses_played)
+            self.memory.replace(msg.session, msg.turn, played)
+            self.log.info("memory_trimmed_to_played", turn=msg.turn, played=played)
+        if msg.state in ("stopped", "finished"):
+            self.clauses.pop(key, None)
+
+    # --- work before release -------------------------------------------------------------
+    def _conversation(self, msg: Transcript) -> Conversation:
+        return Conversation(msg.text.strip(), tuple(self.memory.history(msg.session)), self.settings.style)
+
+    def _newer_news(self, msg: Transcript) -> bool:
+        """A later transcript of the turn with other words, or VAD hearing speech again: `msg`'s words no
+        longer hold (a final with the same words is what confirms them)."""
+        self.check_control()
+        return self.pending(lambda m: (m.session, m.turn) == (msg.session, msg.turn) and (
+            (isinstance(m, Transcript) and not (m.final and same_words(m.text, msg.text)))
+            or (isinstance(m, VadEvent) and m.speech)))
+
+    def _before_release(self, partial: Transcript) -> None:
         assert self.generator is not None
-        arrived = time.perf_counter()
+        key = (partial.session, partial.turn)
+        if len(partial.text) > MAX_TRANSCRIPT_CHARS or self._newer_news(partial):
+            return
+        conversation = self._conversation(partial)
+        if not partial.settled:
+            self.generator.prefill(conversation)
+            return
+        speculation = Speculation(partial.text)
+        self.speculations.pop(key, None)
+        self.speculations[key] = speculation
+        while len(self.speculations) > MAX_SPECULATIONS:
+            self.speculations.pop(next(iter(self.speculations)))
+        stream = self.generator.stream(conversation)
+        for piece in stream:
+            speculation.pieces.append(piece)
+            self.check_control()
+            if self.is_cancelled(*key) or self.stopping:
+                self.speculations.pop(key, None)
+                return
+            final = self.take_pending(lambda m: isinstance(m, Transcript) and m.final
+                                      and (m.session, m.turn) == key and same_words(m.text, partial.text))
+            if final is not None:  # confirmed while still generating: go on live
+                assert isinstance(final.msg, Transcript)
+                self.speculations.pop(key, None)
+                self._reply(final.msg, speculation.pieces, stream, speculated=True)
+                return
+            if self._newer_news(partial):  # other words or more speech: never sent, never heard
+                self.speculations.pop(key, None)
+                self.log.info("speculation_discarded", turn=partial.turn, text=partial.text)
+                return
+        speculation.complete = True
+
+    # --- the answer ----------------------------------------------------------------------
+    def _answer(self, msg: Transcript) -> None:
+        assert self.generator is not None
         if len(msg.text) > MAX_TRANSCRIPT_CHARS:
             self.fail_turn(msg, f"the question is too long: {len(msg.text)} characters, at most "
                                 f"{MAX_TRANSCRIPT_CHARS}")
             return
-        prompt = build_prompt(self.memory.history(msg.session), msg.text.strip(), self.settings.style)
-        if (prompt_tokens := self.generator.count_tokens(prompt)) >= self.settings.context_tokens:
+        speculation = self.speculations.pop((msg.session, msg.turn), None)
+        if speculation and speculation.complete and same_words(speculation.text, msg.text):
+            self._reply(msg, speculation.pieces, iter(()), speculated=True)
+            return
+        if speculation:
+            self.log.info("speculation_discarded", turn=msg.turn, text=speculation.text, final=msg.text)
+        conversation = self._conversation(msg)
+        if (prompt_tokens := self.generator.prompt_tokens(conversation)) >= self.settings.context_tokens:
             self.fail_turn(msg, f"the question is too long for the model: the prompt takes {prompt_tokens} "
                                 f"tokens of the {self.settings.context_tokens} its context holds")
             return
+        self._reply(msg, [], self.generator.stream(conversation))
+
+    def _reply(self, msg: Transcript, ready: Iterable[str], stream: Iterator[str], speculated: bool = False) -> None:
+        """Publish the pieces already made, then the rest as it comes; then remember and report the reply."""
+        assert self.generator is not None
+        arrived = time.perf_counter()
+        prompt_tokens = self.generator.prompt_tokens(self._conversation(msg))
         pieces: list[str] = []
         first_token_ms = 0.0
         cancelled = False
-        for piece in self.generator.stream(prompt, msg.text):
+        for piece in itertools.chain(ready, stream):
             if not pieces:
                 first_token_ms = 1000.0 * (time.perf_counter() - arrived)
             if self.settings.streaming:
@@ -134,11 +242,9 @@ class LlmActor(Actor):
         total_ms = 1000.0 * (time.perf_counter() - arrived)
         if not cancelled:
             self.memory.add(msg.session, msg.text.strip(), reply, self.generator, turn=msg.turn)
-        self.log.info("replied", turn=msg.turn, reply=reply, tokens=len(pieces),
+        self.log.info("replied", turn=msg.turn, reply=reply, tokens=len(pieces), speculated=speculated,
                       first_token_ms=round(first_token_ms, 1), total_ms=round(total_ms, 1))
         self.publish(LlmDone(session=msg.session, turn=msg.turn, text=reply, tokens=len(pieces),
                              prompt_tokens=prompt_tokens,
-                             first_token_ms=first_token_ms, total_ms=total_ms, cancelled=cancelled))
-
-    def on_interrupt(self, msg: Interrupt) -> None:
-        self.log.info("interrupted", session=msg.session, turn=msg.turn)
+                             first_token_ms=first_token_ms, total_ms=total_ms, cancelled=cancelled,
+                             speculated=speculated))

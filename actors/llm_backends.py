@@ -9,31 +9,15 @@ system/user/assistant messages, so memory and prompt format live in one place.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
-# Each style is a persona line and example exchanges. "plain" asks for ordinary short English, which the
-# rule-based `rocky` persona reshapes; "rocky" asks the LLM itself for Rocky's phrasing, which the gentler
-# `rocky_llm` persona only tidies, so its examples are already what both Rocky transforms leave unchanged.
-STYLES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "plain": (
-        "Rocky is a friendly engineer. He answers in one or two short, simple sentences, warmly, "
-        "like a good friend.",
-        (("Hello, who are you?", "I am Rocky, an engineer. It is good to meet you, friend."),
-         ("How are you today?", "I am good, thanks. The ship works and my friend is here, so it is a good day.")),
-    ),
-    "rocky": (
-        "Rocky is a friendly alien engineer from the planet Erid. He speaks short, simple English without "
-        "\"the\" or \"a\", ends questions with \"question?\" and says a word three times when he feels it.",
-        (("Hello, who are you?", "I am Rocky. I am engineer from Erid. Good to meet you, friend."),
-         ("How are you today?", "I am good good. Ship works, friend is here. Is good day."),
-         ("Can you help me with my bike?", "Yes yes. I fix bike. What is broken, question?")),
-    ),
-}
+from actors.cpu import cores_free, threads_for
+from actors.llm_prompt import Conversation, check_style, clean
+
 STOP = ["\nUser:", "\n"]
-_LINE_RE = re.compile(r"\s+")
+"""Where a reply ends: one spoken paragraph, never a forged next turn of the transcript."""
 
 
 @dataclass
@@ -44,7 +28,8 @@ class LlmSettings:
     """The prompt: plain (short friendly English, for persona rocky or none) or rocky (the LLM itself is asked
     for Rocky's phrasing, for persona rocky_llm)."""
     model: str = ""
-    """A GGUF file; empty means the embedded gemma-3-270m."""
+    """A GGUF file, or a known name: empty or qwen2.5-1.5b is the embedded Qwen2.5-Coder-1.5B-Instruct
+    (right on plain questions); gemma-3-270m (or tiny) the embedded tiny base model (fast, often wrong)."""
     max_tokens: int = 48
     """Longest reply, in tokens: a spoken answer should be short."""
     temperature: float = 0.7
@@ -57,8 +42,13 @@ class LlmSettings:
     """The model's context window (prompt, memory and reply must fit)."""
     history_tokens: int = 384
     """Conversation memory kept per session, oldest exchanges trimmed first."""
-    threads: int = 2
-    """CPU threads for llama.cpp."""
+    threads: int = 0
+    """CPU threads for generating tokens; 0 takes the CPU plan's share (actors/cpu.py)."""
+    prefill_threads: int = 0
+    """CPU threads for evaluating the prompt; 0 takes the CPU plan's share."""
+    speculate: bool = True
+    """Work before release: prefill the question heard so far, and start the reply on a settled partial
+    transcript, published only if the final transcript is the same (otherwise thrown away, unheard)."""
     streaming: bool = True
     """Publish tokens as they come (False: the sequential flow, all of them once the reply is whole)."""
     url: str = "http://127.0.0.1:8080/v1"
@@ -70,7 +60,7 @@ class LlmSettings:
     """openai backend: the model name the server expects (Ollama and vLLM need one); empty sends none."""
     api: str = "chat"
     """openai backend: chat (/chat/completions with system and example messages: for instruction-tuned
-    models) or completions (/completions with the transcript prompt: what a base model like the embedded
+    models) or completions (/completions with the few-shot transcript: what a base model like the embedded
     gemma-3-270m needs, having no chat template)."""
     connect_timeout_s: float = 2.0
     """openai backend: how long to wait for the TCP (and TLS) connection."""
@@ -80,56 +70,24 @@ class LlmSettings:
     """openai backend: the longest silence between two pieces before the server counts as stuck."""
 
 
-def _one_line(text: str) -> str:
-    # A newline inside a turn would end it early in the transcript and could forge a "Rocky:" line.
-    return _LINE_RE.sub(" ", text).strip()
-
-
-def _style(style: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    if style not in STYLES:
-        raise ValueError(f"llm.style {style!r}: use one of {', '.join(STYLES)}")
-    return STYLES[style]
-
-
-def build_prompt(history: list[tuple[str, str]], user_text: str, style: str = "plain") -> str:
-    persona, examples = _style(style)
-    lines = [persona, ""]
-    for user, rocky in (*examples, *history):
-        lines += [f"User: {_one_line(user)}", f"Rocky: {_one_line(rocky)}"]
-    lines += [f"User: {_one_line(user_text)}", "Rocky:"]
-    return "\n".join(lines)
-
-
-def prompt_messages(prompt: str) -> list[dict[str, str]]:
-    """The chat messages a `build_prompt` transcript stands for: system, then user/assistant turns."""
-    head, sep, transcript = prompt.partition("\n\n")
-    if not sep:
-        raise ValueError("not a build_prompt transcript: no blank line after the persona line")
-    messages = [{"role": "system", "content": head}]
-    for line in transcript.split("\n"):
-        for prefix, role in (("User:", "user"), ("Rocky:", "assistant")):
-            if line.startswith(prefix):
-                content = line[len(prefix):].strip()
-                if content:  # the closing "Rocky:" is the reply still to come
-                    messages.append({"role": role, "content": content})
-                break
-        else:
-            raise ValueError(f"not a build_prompt transcript line: {line[:60]!r}")
-    return messages
-
-
 class Generator(Protocol):
     description: str
 
-    def stream(self, prompt: str, user_text: str) -> Iterator[str]:
+    def stream(self, conversation: Conversation) -> Iterator[str]:
         """Pieces of the reply as they are generated."""
+
+    def prompt_tokens(self, conversation: Conversation) -> int:
+        """Tokens the rendered prompt takes in this model's vocabulary."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in this model's vocabulary."""
 
+    def prefill(self, conversation: Conversation) -> None:
+        """Evaluate the prompt up to the end of `conversation.user` (words heard so far); may do nothing."""
+
 
 class LlamaCppGenerator:
-    """llama-cpp-python on the CPU. It reuses the evaluated prefix of the previous prompt."""
+    """llama-cpp-python on the CPU, with the GGUF's chat template when it has one."""
 
     def __init__(self, settings: LlmSettings) -> None:
         from llama_cpp import Llama
@@ -138,23 +96,77 @@ class LlamaCppGenerator:
 
         path = llm_model_file(settings.model)
         self.settings = settings
-        self.description = f"llama-cpp {path.name}"
-        self.llm = Llama(model_path=str(path), n_ctx=settings.context_tokens, n_threads=settings.threads,
-                         n_batch=256, seed=settings.seed, verbose=False)
+        threads, prefill_threads = threads_for("llm", settings.threads), threads_for("llm_prefill",
+                                                                                   settings.prefill_threads)
+        self.planned = (threads, prefill_threads)
+        self.llm = Llama(model_path=str(path), n_ctx=settings.context_tokens, n_threads=threads,
+                         n_threads_batch=prefill_threads, n_batch=256, seed=settings.seed, verbose=False)
+        self.threads_now = self.planned
+        self.template = ChatTemplate.of(self.llm)
+        kind = "chat template" if self.template else "few-shot transcript"
+        self.description = f"llama-cpp {path.name} ({kind}, {threads}/{prefill_threads} threads)"
         # Evaluate the fixed prompt head once so the first turn only prefills its new words.
-        for _ in self.stream(build_prompt([], "Hi.", settings.style), "Hi."):
+        for _ in self.stream(Conversation("Hi.", style=settings.style)):
             break
 
-    def stream(self, prompt: str, user_text: str) -> Iterator[str]:
+    def render(self, conversation: Conversation) -> str:
+        return self.template.render(conversation.messages()) if self.template else conversation.transcript()
+
+    def fit_threads(self) -> None:
+        """Use only the cores other runnable work leaves free (see actors/cpu.py), before the next step."""
+        wanted = (cores_free(self.planned[0]), cores_free(self.planned[1]))
+        if wanted != self.threads_now:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self.llm.ctx, *wanted)
+            self.threads_now = wanted
+
+    def stream(self, conversation: Conversation) -> Iterator[str]:
+        self.fit_threads()
         for part in self.llm.create_completion(
-                prompt, max_tokens=self.settings.max_tokens, temperature=self.settings.temperature,
-                top_p=self.settings.top_p, seed=self.settings.seed, stop=STOP, stream=True):
+                self.render(conversation), max_tokens=self.settings.max_tokens,
+                temperature=self.settings.temperature, top_p=self.settings.top_p, seed=self.settings.seed,
+                stop=[*STOP, *(self.template.stop if self.template else [])], stream=True):
             text = part["choices"][0]["text"]  # type: ignore[index]
+            self.fit_threads()  # the next token is computed when the caller asks for it
             if text:
                 yield str(text)
 
+    def prefill(self, conversation: Conversation) -> None:
+        prompt = self.render(conversation)
+        cut = prompt.rfind(clean(conversation.user)) + len(clean(conversation.user))
+        if cut > len(clean(conversation.user)):
+            self.fit_threads()
+            # One token generated (and never shown) evaluates everything before it; the KV cache keeps it.
+            self.llm.create_completion(prompt[:cut], max_tokens=1, temperature=0.0)
+
+    def prompt_tokens(self, conversation: Conversation) -> int:
+        return len(self.llm.tokenize(self.render(conversation).encode("utf-8"), add_bos=False, special=True))
+
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False))
+
+
+class ChatTemplate:
+    """The Jinja chat template inside a GGUF, rendered the way llama.cpp's server would."""
+
+    def __init__(self, template: str, bos: str, eos: str) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.formatter = Jinja2ChatFormatter(template=template, bos_token=bos, eos_token=eos)
+        self.stop = [eos] if eos else []
+
+    @classmethod
+    def of(cls, llm: Any) -> ChatTemplate | None:
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        def text(token: int) -> str:
+            return str(llm._model.token_get_text(token)) if token >= 0 else ""
+        return cls(template, text(llm.token_bos()), text(llm.token_eos()))
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return str(self.formatter(messages=cast(Any, messages)).prompt)
 
 
 class EchoGenerator:
@@ -162,17 +174,23 @@ class EchoGenerator:
 
     description = "echo"
 
-    def stream(self, prompt: str, user_text: str) -> Iterator[str]:
-        words = f"You said: {user_text.strip()}".split()
+    def stream(self, conversation: Conversation) -> Iterator[str]:
+        words = f"You said: {conversation.user.strip()}".split()
         for i, word in enumerate(words):
             yield word if i == 0 else f" {word}"
+
+    def prompt_tokens(self, conversation: Conversation) -> int:
+        return self.count_tokens(conversation.transcript())
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def prefill(self, conversation: Conversation) -> None:
+        """Nothing to evaluate."""
+
 
 def make_generator(settings: LlmSettings) -> Generator:
-    _style(settings.style)  # a wrong style fails at start, not on the first turn
+    check_style(settings.style)  # a wrong style fails at start, not on the first turn
     if settings.backend == "llama-cpp":
         try:
             import llama_cpp  # noqa: F401

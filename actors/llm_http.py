@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from actors.llm_backends import STOP, LlmSettings, prompt_messages
+from actors.llm_backends import STOP, LlmSettings
+from actors.llm_prompt import Conversation
 
 API_KEY_ENV = "ROCKY_RELAY_LLM_API_KEY"
 """Where the bearer token comes from when llm.api_key is empty (keeps secrets out of config files)."""
@@ -69,11 +70,17 @@ class OpenAiHttpGenerator:
     def count_tokens(self, text: str) -> int:
         return math.ceil(len(text) / 4)
 
-    def stream(self, prompt: str, user_text: str) -> Iterator[str]:
+    def prompt_tokens(self, conversation: Conversation) -> int:
+        return self.count_tokens(conversation.transcript())
+
+    def prefill(self, conversation: Conversation) -> None:
+        """A server evaluates the prompt only when asked for a reply."""
+
+    def stream(self, conversation: Conversation) -> Iterator[str]:
         conn = self._connect()
         try:  # closing also tells the server to stop generating when the turn is interrupted
             deadline = time.monotonic() + self.settings.first_token_timeout_s
-            response = self._post(conn, self._body(prompt), deadline)
+            response = self._post(conn, self._body(conversation), deadline)
             if response.getheader("Content-Type", "").startswith("application/json"):
                 yield from self._whole_reply(conn, response, deadline)  # a server that ignored stream=true
             else:
@@ -81,14 +88,14 @@ class OpenAiHttpGenerator:
         finally:
             conn.close()
 
-    def _body(self, prompt: str) -> bytes:
+    def _body(self, conversation: Conversation) -> bytes:
         s = self.settings
         body: dict[str, Any] = {"stream": True, "max_tokens": s.max_tokens, "temperature": s.temperature,
                                 "top_p": s.top_p, "seed": s.seed, "stop": STOP}
         if s.api == "chat":
-            body["messages"] = prompt_messages(prompt)
+            body["messages"] = conversation.messages()
         else:
-            body["prompt"] = prompt
+            body["prompt"] = conversation.transcript()
         if s.http_model:
             body["model"] = s.http_model
         return json.dumps(body).encode("utf-8")

@@ -30,8 +30,9 @@ class PersonaSettings:
     only tidied) or none (the LLM's words as they are)."""
     min_clause_chars: int = 12
     """A clause shorter than this waits for more words (after the first), so TTS gets whole phrases."""
-    first_clause_words: int = 5
-    """Cut the first clause after this many words if no punctuation came yet (0: never)."""
+    first_clause_words: int = 3
+    """Cut the first clause after this many words if no punctuation came yet (0: never). Each word is a
+    token or two of waiting before the first sound; later clauses are made faster than they are spoken."""
     streaming: bool = True
     """Speak clause by clause (False: the sequential flow, one `say` with the whole reply)."""
 

@@ -18,6 +18,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from actors.base import Actor
+from actors.cpu import quiet_thread_pools, threads_for
 from bus.codec import Envelope
 from bus.messages import AudioFrame, CaptureEnd, Transcript, VadEvent
 from bus.wav import is_silent
@@ -43,8 +44,8 @@ class SttSettings:
     """1 is greedy decoding: fastest; larger beams are slower and rarely better for short questions."""
     language: str = "en"
     """Spoken language (tiny.en knows only English; base is multilingual)."""
-    threads: int = 2
-    """CPU threads for decoding."""
+    threads: int = 0
+    """CPU threads for CTranslate2; 0 takes the CPU plan's share (actors/cpu.py)."""
     fixed_text: str = "hello"
     """The fixed backend's answer to any speech."""
     streaming: bool = True
@@ -64,15 +65,18 @@ class WhisperRecognizer:
     """faster-whisper on the CPU, loaded from a local directory only (never a hub download)."""
 
     def __init__(self, settings: SttSettings) -> None:
+        quiet_thread_pools()  # before CTranslate2 (and its OpenMP runtime) is loaded
         from faster_whisper import WhisperModel
 
         from models.registry import stt_model_dir
 
         path = stt_model_dir(settings.model)
         self.settings = settings
-        self.description = f"faster-whisper {settings.model or 'tiny.en'} {settings.compute_type}"
+        self.threads = threads_for("stt", settings.threads)
+        self.description = (f"faster-whisper {settings.model or 'tiny.en'} {settings.compute_type}, "
+                            f"{self.threads} threads")
         self.model = WhisperModel(str(path), device="cpu", compute_type=settings.compute_type,
-                                  cpu_threads=settings.threads, local_files_only=True)
+                                  cpu_threads=self.threads, local_files_only=True)
         # The first call pays for lazy initialisation; do it now, not in the first turn.
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from actors.base import Actor
+from actors.cpu import threads_for
 from actors.tts_backends import EspeakSynthesizer, HttpSynthesizer
 from bus.codec import Envelope
 from bus.messages import AudioChunk, Say
@@ -31,6 +33,8 @@ class TtsSettings:
     """A Piper voice .onnx (with its .onnx.json); empty means the embedded en_US-joe-medium."""
     length_scale: float = 1.0
     """Speaking pace: below 1 is faster."""
+    threads: int = 0
+    """CPU threads for Piper's onnxruntime session; 0 takes the CPU plan's share (actors/cpu.py)."""
     sample_rate: int = 22050
     """Rate of the silent and tone backends (Piper uses its voice's own)."""
     streaming: bool = True
@@ -74,6 +78,9 @@ class PiperSynthesizer:
 
         path = tts_voice_file(settings.voice)
         self.voice = PiperVoice.load(path)
+        # Piper's own session sizes its pool to the machine and spins between runs; replace it with one that
+        # has the plan's threads and sleeps when idle (the session is all `synthesize` uses).
+        self.voice.session = onnx_session(path, threads_for("tts", settings.threads))
         self.config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate = int(self.voice.config.sample_rate)
         self.description = f"piper {path.stem}"
@@ -83,6 +90,18 @@ class PiperSynthesizer:
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self.voice.synthesize(text, syn_config=self.config):
             yield chunk.audio_int16_array
+
+
+def onnx_session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session with `threads` intra-op threads that do not spin-wait."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class SilentSynthesizer:

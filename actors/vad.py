@@ -27,8 +27,10 @@ class VadSettings:
     """webrtcvad mode 0 (least) to 3 (most eager to call audio non-speech)."""
     start_frames: int = 3
     """60 ms of speech (3 frames of 20 ms) starts an utterance; shorter blips are noise."""
-    stop_frames: int = 10
-    """200 ms of non-speech ends an utterance: the settled partial starts then."""
+    stop_frames: int = 6
+    """120 ms of non-speech ends an utterance: the settled partial starts then. People let go of the button
+    0.2-0.4 s after their last word, so the partial must start well before that to be reused (at 200 ms
+    it started with the release and never was); most pauses between words are shorter."""
 
 
 class SpeechDetector(Protocol):

@@ -159,6 +159,9 @@ class LlmDone(Message):
     """From the transcript's arrival to the last token."""
     cancelled: bool = False
     """True when an interrupt stopped generation early."""
+    speculated: bool = False
+    """True when the reply was begun before the final transcript, on a settled partial with the same words
+    (its tokens were held back until the final confirmed them)."""
 
 
 @message("say")

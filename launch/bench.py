@@ -1,75 +1,104 @@
-"""`rocky-relay bench`: what a user waits for, through the real launched actor processes.
+"""`rocky-relay bench`: what a user waits for and whether the answer was right, through the real actors.
 
-For each pipeline (streaming, and the sequential flow with the same models and
-processes) and each actor-set variant (persona on/off, each TTS backend), it
-launches fresh processes (the first turn is the *cold* one), then runs every
-scenario N warm times. Raw records go to logs/benchmarks/*.jsonl; the p50/p95
-table and the streaming/sequential ratios are printed and appended to
-BENCHMARK.md with the machine they ran on. Conversation memory is off so every
-repetition answers the same prompt (the KV cache still holds the fixed head).
+For each model (the default Qwen2.5-Coder-1.5B-Instruct and the tiny gemma-3-270m) it launches the
+actor processes and asks the bundled answer set (`launch/questions.toml`): typed, and spoken by two
+voices (Piper and espeak-ng, `launch/bench_prompts.py`) released 0.2 s after the last word, which is
+what people do; then shorter runs released at once (0 s) and generously (0.5 s), the same spoken turns
+with one `nice -n 19` busy loop running beside them, and a barge-in. The sequential flow (whole
+transcription after release, whole reply, whole speech) runs the same models in the same run. Replies
+are scored against the accepted answers (`right x/N`). Raw records go to logs/benchmarks/*.jsonl; the
+tables are printed and appended to BENCHMARK.md with the machine they ran on. Memory is off, so each
+question is asked afresh (the KV cache still holds the fixed head).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import statistics
+import subprocess
+import sys
 import time
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from launch.answers import Question, load_questions
 from launch.bench_bus import bus_hop_us, in_process_first_audio_ms, machine_description
+from launch.bench_prompts import write_prompts
+from launch.bench_table import latency_table, ratios, scores
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
-TYPED_PROMPT = "What is the biggest planet in our solar system?"
-FIGURES = ("release_to_first_audio_ms", "press_to_first_audio_ms", "stt_ms", "llm_first_token_ms",
-           "persona_ms", "tts_first_chunk_ms", "llm_total_ms", "tts_total_ms", "interrupt_to_silence_ms",
-           "stale_audio_ms")
+MODELS = {"qwen2.5-1.5b": "qwen2.5-1.5b", "gemma-3-270m": "gemma-3-270m"}
+RELEASES = (0.0, 0.2, 0.5)
+HEADLINE_RELEASE = 0.2
 SEQUENTIAL = ["stt.streaming=false", "llm.streaming=false", "persona.streaming=false", "tts.streaming=false",
               "player.streaming=false"]
+BUSY_LOOP = "while True: pass"
 
 
 @dataclass(frozen=True)
-class Variant:
+class Scenario:
     name: str
-    overrides: tuple[str, ...]
-    scenarios: tuple[str, ...]
+    kind: str
+    """typed, spoken or barge-in."""
+    voice: str = "piper"
+    release_s: float = HEADLINE_RELEASE
+    busy: bool = False
+    whole_set: bool = False
+    """Ask every question (and score the replies); otherwise the first `reps`."""
 
 
-VARIANTS = (
-    Variant("rocky+piper", ("persona.style=rocky", "tts.backend=piper"),
-            ("typed", "spoken-1s", "spoken-3s", "spoken-6s", "barge-in")),
-    Variant("plain+piper", ("persona.style=none", "tts.backend=piper"), ("spoken-3s",)),
-    Variant("rocky+tone", ("persona.style=rocky", "tts.backend=tone"), ("spoken-3s",)),
-)
+def scenarios(pipeline: str) -> list[Scenario]:
+    if pipeline == "sequential":
+        return [Scenario("spoken-piper+0.2", "spoken")]
+    runs = [Scenario("typed", "typed", whole_set=True),
+            Scenario("spoken-piper+0.2", "spoken", whole_set=True),
+            Scenario("spoken-espeak+0.2", "spoken", voice="espeak", whole_set=True)]
+    for release in (r for r in RELEASES if r != HEADLINE_RELEASE):
+        runs += [Scenario(f"spoken-{voice}+{release:.1f}", "spoken", voice=voice, release_s=release)
+                 for voice in ("piper", "espeak")]
+    runs += [Scenario(f"busy-{voice}+0.2", "spoken", voice=voice, busy=True) for voice in ("piper", "espeak")]
+    return [*runs, Scenario("barge-in", "barge-in")]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+@contextlib.contextmanager
+def busy_loop(on: bool) -> Iterator[None]:
+    """One CPU-bound loop at nice 19 in its own session, as a desktop's background work would be."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
-def run_turn(driver: TurnDriver, config: dict[str, Any], scenario: str) -> dict[str, Any]:
-    if scenario == "typed":
-        return driver.typed_turn(TYPED_PROMPT, timeout_s=120)
-    if scenario == "barge-in":
+def run_turn(driver: TurnDriver, config: dict[str, Any], scenario: Scenario, question: Question,
+             prompt: Path | None) -> dict[str, Any]:
+    if scenario.kind == "typed":
+        return driver.typed_turn(question.ask, timeout_s=120)
+    if scenario.kind == "barge-in":
         record = driver.interrupted_turn("Tell me a long story about your ship and your friends.")
-        # Audio that reached the output after the stop would be a stale chunk played.
-        with wave.open(config["player"]["path"]) as reply:
+        with wave.open(config["player"]["path"]) as reply:  # audio after the stop would be stale
             played_ms = 1000 * reply.getnframes() / reply.getframerate()
         record["stale_audio_ms"] = round(max(0.0, played_ms - (record.get("played_at_stop_ms") or 0.0)), 1)
         return record
-    Path(config["mic"]["path"]).write_bytes((SAMPLES / f"prompt-{scenario.split('-')[1]}.wav").read_bytes())
+    assert prompt is not None
+    Path(config["mic"]["path"]).write_bytes(prompt.read_bytes())
     return driver.spoken_turn(timeout_s=120)
 
 
-def run_variant(pipeline: str, variant: Variant, reps: int, workdir: Path) -> list[dict[str, Any]]:
-    overrides = [*variant.overrides, *(SEQUENTIAL if pipeline == "sequential" else []),
+def run_model(model: str, pipeline: str, questions: list[Question], prompts: dict[tuple[str, float], list[Path]],
+              reps: int, workdir: Path) -> list[dict[str, Any]]:
+    overrides = [f"llm.model={MODELS[model]}", "persona.style=rocky", "tts.backend=piper",
+                 *(SEQUENTIAL if pipeline == "sequential" else []),
                  "mic.backend=wav", f"mic.path={workdir}/mic.wav", "player.backend=wav",
                  f"player.path={workdir}/reply.wav", f"logger.path={workdir}/turns.jsonl", "llm.history_tokens=0"]
     (workdir / "bench.toml").write_text(f'[bus]\npub = "ipc://{workdir}/pub"\nsub = "ipc://{workdir}/sub"\n')
@@ -81,80 +110,61 @@ def run_variant(pipeline: str, variant: Variant, reps: int, workdir: Path) -> li
         startup_s = time.monotonic() - launched
         driver = TurnDriver(bus_address(config))
         try:
-            # Barge-in only means something when audio plays as it comes; sequential writes it at once.
-            for scenario in [s for s in variant.scenarios if pipeline == "streaming" or s != "barge-in"]:
-                for rep in range(reps + (1 if scenario == variant.scenarios[0] else 0)):
-                    cold = scenario == variant.scenarios[0] and rep == 0
-                    record = run_turn(driver, config, scenario)
-                    record.update(pipeline=pipeline, variant=variant.name, startup_s=round(startup_s, 2),
-                                  scenario=f"{scenario}-cold" if cold else scenario)
-                    records.append(record)
-                    print(f"  {pipeline:10s} {variant.name:12s} {record['scenario']:15s} "
-                          f"{record['status']:5s} release->audio {record['release_to_first_audio_ms']} ms",
-                          flush=True)
+            cold = driver.typed_turn(questions[0].ask, timeout_s=180)
+            cold.update(model=model, pipeline=pipeline, scenario="typed-cold", startup_s=round(startup_s, 2))
+            records.append(cold)
+            for scenario in scenarios(pipeline):
+                count = len(questions) if scenario.whole_set else min(reps, len(questions))
+                if scenario.kind == "barge-in":
+                    count = min(reps, 3)
+                with busy_loop(scenario.busy):
+                    for i in range(count):
+                        prompt = (prompts[(scenario.voice, scenario.release_s)][i]
+                                  if scenario.kind == "spoken" else None)
+                        record = run_turn(driver, config, scenario, questions[i], prompt)
+                        right = (questions[i].is_right(record.get("spoken_text") or "")
+                                 if scenario.whole_set else None)
+                        record.update(model=model, pipeline=pipeline, scenario=scenario.name, question=i,
+                                      right=right)
+                        records.append(record)
+                        print(f"  {model:13s} {pipeline:10s} {scenario.name:18s} {record['status']:5s} "
+                              f"release->audio {record['release_to_first_audio_ms']} ms"
+                              f"{'' if right is None else ' right' if right else ' WRONG'}: "
+                              f"{record.get('text_in', '')!r} -> {record.get('spoken_text', '')!r}", flush=True)
         finally:
             driver.close()
     return records
 
 
-def table(records: list[dict[str, Any]]) -> list[str]:
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for rec in records:
-        if rec["status"] in ("ok", "interrupted"):
-            groups.setdefault((rec["pipeline"], rec["variant"], rec["scenario"]), []).append(rec)
-    head = "| pipeline | variant | scenario | n | " + " | ".join(f"{f} p50/p95" for f in FIGURES) + " |"
-    lines = [head, "|" + "---|" * (4 + len(FIGURES))]
-    for (pipeline, variant, scenario), recs in sorted(groups.items()):
-        cells = []
-        for figure in FIGURES:
-            values = [r[figure] for r in recs if r.get(figure) is not None]
-            cells.append(f"{percentile(values, .5):.0f} / {percentile(values, .95):.0f}" if values else "-")
-        lines.append(f"| {pipeline} | {variant} | {scenario} | {len(recs)} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def ratios(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["| variant | scenario | streaming p50 | sequential p50 | streaming / sequential |",
-             "|---|---|---|---|---|"]
-    by: dict[tuple[str, str, str], list[float]] = {}
-    for rec in records:
-        if rec["status"] == "ok" and rec["release_to_first_audio_ms"] is not None:
-            by.setdefault((rec["variant"], rec["scenario"], rec["pipeline"]), []).append(
-                rec["release_to_first_audio_ms"])
-    for (variant, scenario, pipeline), values in sorted(by.items()):
-        other = by.get((variant, scenario, "sequential"))
-        if pipeline == "streaming" and other:
-            s, q = statistics.median(values), statistics.median(other)
-            lines.append(f"| {variant} | {scenario} | {s:.0f} ms | {q:.0f} ms | {s / q:.2f} |")
-    return lines
-
-
-def main(reps: int, pipelines: list[str], quick: bool, append: bool) -> int:
+def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append: bool) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path("logs/benchmarks")
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(f"/tmp/rocky-bench-{stamp}")
     workdir.mkdir(parents=True)
-    variants = VARIANTS[:1] if quick else VARIANTS
+    questions = load_questions()[: 6 if quick else None]
+    prompts = write_prompts([q.ask for q in questions], workdir / "prompts", RELEASES)
     records: list[dict[str, Any]] = []
-    for pipeline in pipelines:
-        for variant in variants:
-            records += run_variant(pipeline, variant, reps, workdir)
+    for model in models:
+        for pipeline in pipelines:
+            records += run_model(model, pipeline, questions, prompts, reps, workdir)
+        if "sequential" in pipelines:  # the same models in a row in one process, once the actors are gone
+            records += [{"model": model, "pipeline": "in-process", "scenario": "spoken-piper+0.2", "status": "ok",
+                         "release_to_first_audio_ms": round(ms, 1)}
+                        for ms in in_process_first_audio_ms(MODELS[model], prompts[("piper", 0.2)][:reps])]
     raw = out_dir / f"{stamp}.jsonl"
     raw.write_text("".join(json.dumps(r) + "\n" for r in records))
     hop = bus_hop_us()
-    overhead = in_process_first_audio_ms(TYPED_PROMPT, reps, [r for r in records if r["scenario"] == "typed"
-                                                              and r["pipeline"] == "streaming"])
     failed = sum(1 for r in records if r["status"] not in ("ok", "interrupted"))
     report = [f"## {stamp} — {machine_description()}", "",
-              f"`rocky-relay bench --reps {reps}` ({', '.join(pipelines)}); {len(records)} turns, {failed} failed; "
-              f"raw records: `{raw}`.", "", *table(records), "",
-              "Release to first audio, streaming / sequential (same run, p50):", "", *ratios(records), "",
+              f"`rocky-relay bench --reps {reps}{' --quick' if quick else ''}` (models {', '.join(models)}; "
+              f"{', '.join(pipelines)}); {len(records)} turns, {failed} failed; raw records: `{raw}`.", "",
+              "Answer score (spoken text checked against `launch/questions.toml`):", "", "```", *scores(records),
+              "```", "", *latency_table(records), "",
+              "Ratios, same run (release 0.2 s after the last word, Piper voice):", "", "```",
+              *ratios(records, "spoken-piper+0.2", "busy-piper+0.2", "spoken-piper+0.2"), "```", "",
               f"Bus one-way hop on loopback (tcp, via the proxy, {hop['n']} messages): "
-              f"p50 {hop['p50']:.0f} µs, p99 {hop['p99']:.0f} µs.", "",
-              f"Typed turn, text to first audio: actor system p50 {overhead['actors_p50']:.0f} ms vs the same "
-              f"work in one process p50 {overhead['inproc_p50']:.0f} ms: "
-              f"{100 * (overhead['actors_p50'] / overhead['inproc_p50'] - 1):+.1f} %.", ""]
+              f"p50 {hop['p50']:.0f} µs, p99 {hop['p99']:.0f} µs.", ""]
     print("\n".join(report))
     if append:
         bench_md = Path("BENCHMARK.md")

@@ -8,6 +8,7 @@ import platform
 import socket
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from bus.messages import Ping
@@ -83,31 +84,33 @@ def bus_hop_us(count: int = HOP_MESSAGES) -> dict[str, float]:
     return {"n": len(ordered), "p50": statistics.median(ordered), "p99": ordered[int(0.99 * (len(ordered) - 1))]}
 
 
-def in_process_first_audio_ms(text: str, reps: int, actor_records: list[dict[str, Any]]) -> dict[str, float]:
-    """The typed turn's work (LLM, clause cut, persona, first TTS piece) in this one process, vs the actors."""
-    from actors.llm_backends import LlamaCppGenerator, LlmSettings, build_prompt
+def in_process_first_audio_ms(model: str, prompts: list[Path]) -> list[float]:
+    """The same three models called one after another in one process, for each spoken prompt: the whole
+    recording transcribed, the reply streamed to its first clause, that clause's first Piper chunk. What a
+    simple script does; the actor system's figure should beat it. The first prompt warms up and is dropped."""
+    from actors.llm_backends import LlamaCppGenerator, LlmSettings
+    from actors.llm_prompt import Conversation
+    from actors.persona import PersonaSettings
     from actors.persona_text import ClauseSplitter, rocky_transform
+    from actors.stt import SttSettings, WhisperRecognizer
     from actors.tts import PiperSynthesizer, TtsSettings
+    from bus.wav import load_pcm16_mono
 
-    generator = LlamaCppGenerator(LlmSettings(history_tokens=0))
+    recognizer = WhisperRecognizer(SttSettings())
+    generator = LlamaCppGenerator(LlmSettings(model=model, history_tokens=0))
     synth = PiperSynthesizer(TtsSettings())
     timings: list[float] = []
-    for rep in range(reps + 1):
-        started = time.perf_counter()
-        splitter = ClauseSplitter(first_clause_words=5)
-        first = 0.0
+    for path in [prompts[0], *prompts]:
+        audio = load_pcm16_mono(path).astype("float32") / 32768.0
+        started = time.perf_counter()  # the release: the recording is whole
+        text = recognizer.transcribe(audio)
+        splitter = ClauseSplitter(first_clause_words=PersonaSettings().first_clause_words)
         clauses: list[str] = []
-        for piece in generator.stream(build_prompt([], text), text):
+        for piece in generator.stream(Conversation(text)):
             clauses += splitter.feed(piece)
-            if clauses and not first:
-                next(iter(synth.synthesize(rocky_transform(clauses[0]))))
-                first = 1000 * (time.perf_counter() - started)
-        if not first:  # the whole reply was one clause
-            clauses = splitter.flush()
-            next(iter(synth.synthesize(rocky_transform(clauses[0]))))
-            first = 1000 * (time.perf_counter() - started)
-        if rep > 0:  # the first repetition warms the caches, as the actors' warm-up does
-            timings.append(first)
-    actors = [r["release_to_first_audio_ms"] for r in actor_records if r.get("release_to_first_audio_ms")]
-    return {"inproc_p50": statistics.median(timings),
-            "actors_p50": statistics.median(actors) if actors else float("nan")}
+            if clauses:
+                break
+        clauses = clauses or splitter.flush() or [text]
+        next(iter(synth.synthesize(rocky_transform(clauses[0]))))
+        timings.append(1000 * (time.perf_counter() - started))
+    return timings[1:]

@@ -157,7 +157,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from launch.bench import main as bench_main
 
     pipelines = ["streaming", "sequential"] if args.pipeline == "both" else [args.pipeline]
-    return bench_main(args.reps, pipelines, quick=args.quick, append=not args.no_append)
+    models = ["qwen2.5-1.5b", "gemma-3-270m"] if args.model == "both" else [args.model]
+    return bench_main(args.reps, models, pipelines, quick=args.quick, append=not args.no_append)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,10 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("set_name", metavar="SET", help="local, server, pi, typed or one from the config")
     launch.set_defaults(func=cmd_launch)
     bench = sub.add_parser("bench", help="measure turns through the launched actors; appends to BENCHMARK.md")
-    bench.add_argument("--reps", type=int, default=5, help="warm repetitions per scenario (default 5)")
+    bench.add_argument("--reps", type=int, default=8,
+                       help="questions asked in the shorter scenarios (default 8; the answer set is asked whole)")
+    bench.add_argument("--model", choices=["both", "qwen2.5-1.5b", "gemma-3-270m"], default="both",
+                       help="both (default): the default model and the tiny one in the same run")
     bench.add_argument("--pipeline", choices=["both", "streaming", "sequential"], default="both",
                        help="both (default) measures streaming and the sequential flow in the same run")
-    bench.add_argument("--quick", action="store_true", help="only the rocky+piper variant")
+    bench.add_argument("--quick", action="store_true", help="only the first 6 questions (a smoke run)")
     bench.add_argument("--no-append", action="store_true", help="do not append to BENCHMARK.md")
     bench.set_defaults(func=cmd_bench)
     # Subcommands that live in their own modules; each adds its parser.

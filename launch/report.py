@@ -207,7 +207,7 @@ def _values(recs: list[dict[str, Any]], key: str) -> list[float]:
 
 def group_stats(records: list[dict[str, Any]]) -> list[GroupStats]:
     # bench.percentile is what BENCHMARK.md's table uses: the report must show the same numbers.
-    from launch.bench import percentile
+    from launch.bench_table import percentile
 
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rec in records:

@@ -1,7 +1,7 @@
 """Spawns an actor set, waits for every `Ready`, restarts what crashes, and stops it all.
 
 Every actor is its own OS process (`python -m launch.actor_main`), in its own
-process session so a terminal's Ctrl-C reaches only the supervisor, which then
+process group (not its own session: see `_spawn`) so a terminal's Ctrl-C reaches only the supervisor, which then
 stops the set in order. Children also get PR_SET_PDEATHSIG, so even a
 supervisor killed with -9 leaves no orphan behind. One long-lived monitor
 thread does all spawning, because the death signal is tied to the thread that
@@ -173,7 +173,10 @@ class Supervisor:
         try:
             child.process = subprocess.Popen(
                 [sys.executable, "-m", "launch.actor_main", child.name, json.dumps(self.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                # Its own process group keeps the terminal's Ctrl-C away from it, but not its own session:
+                # with the kernel's autogroup scheduling each session is one group that gets a fair share of
+                # the CPU whatever its nice value, so a `nice -n 19` loop took a whole core from the LLM.
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, process_group=0,
                 preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         finally:
             log.close()

