@@ -99,3 +99,27 @@ def test_a_malformed_answer_set_is_refused_with_the_entry(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match=r"question 2 \('Where\?'\) needs `accept`"):
         load_questions(bad)
     assert Question("x", ("a",)).is_right("A.")
+
+
+def test_a_short_window_covers_the_audio_and_its_padding() -> None:
+    from actors.stt import FULL_WINDOW_FRAMES, WINDOW_SPARE_S, max_new_tokens, window_frames
+
+    assert window_frames(3 * 16000) == 100 * (3 + WINDOW_SPARE_S)
+    assert window_frames(3 * 16000 + 1) == 100 * (4 + WINDOW_SPARE_S), "part of a second is a whole one"
+    assert window_frames(60 * 16000) == FULL_WINDOW_FRAMES, "never more than Whisper's own 30 s"
+    assert max_new_tokens(16000) >= 15
+
+
+@pytest.mark.models
+def test_the_short_window_encodes_fewer_frames_and_hears_the_same_words() -> None:
+    from actors.stt import FULL_WINDOW_FRAMES, SttSettings, WhisperRecognizer
+    from bus.wav import load_pcm16_mono
+
+    sample = Path(__file__).resolve().parent.parent / "launch" / "samples" / "prompt-3s.wav"
+    audio = load_pcm16_mono(sample).astype("float32") / 32768.0
+    short = WhisperRecognizer(SttSettings())
+    text = short.transcribe(audio)
+    assert short.model.window_frames < FULL_WINDOW_FRAMES  # what its encode() cut the 30 s window to
+    full = WhisperRecognizer(SttSettings(short_window=False))
+    assert text == full.transcribe(audio) == "What is the biggest planet in our solar system?"
+    assert full.model.window_frames == FULL_WINDOW_FRAMES
