@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from actors.base import Actor
 from actors.llm_backends import Generator, LlmSettings, make_generator
-from actors.llm_prompt import Conversation, clean
+from actors.llm_prompt import Conversation, clean, sayable
 from bus.codec import Envelope
 from bus.messages import Interrupt, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript, VadEvent
 
@@ -225,7 +225,9 @@ class LlmActor(Actor):
         pieces: list[str] = []
         first_token_ms = 0.0
         cancelled = False
-        for piece in itertools.chain(ready, stream):
+        for piece in map(sayable, itertools.chain(ready, stream)):
+            if not piece:
+                continue
             if not pieces:
                 first_token_ms = 1000.0 * (time.perf_counter() - arrived)
             if self.settings.streaming:

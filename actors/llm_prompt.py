@@ -55,6 +55,15 @@ def clean(text: str) -> str:
     return _SPACE_RE.sub(" ", text).strip()
 
 
+_MARKDOWN = str.maketrans("", "", "*#`")
+"""Markdown marks a voice would read out or choke on; the system message asks for none, this makes sure."""
+
+
+def sayable(piece: str) -> str:
+    """A piece of the reply without markdown marks."""
+    return piece.translate(_MARKDOWN)
+
+
 def check_style(style: str) -> None:
     if style not in STYLES:
         raise ValueError(f"llm.style {style!r}: use one of {', '.join(STYLES)}")

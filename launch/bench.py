@@ -48,7 +48,10 @@ class Scenario:
     """typed, spoken or barge-in."""
     voice: str = "piper"
     release_s: float = HEADLINE_RELEASE
-    busy: bool = False
+    busy: str = ""
+    """A `nice -n 19` busy loop beside the turns: "other-session" (as a desktop's background work runs, in
+    its own session: the kernel's autogroups give it a fair share whatever its nice value) or
+    "same-session" (started from the launcher's own terminal, where nice 19 does yield)."""
     whole_set: bool = False
     """Ask every question (and score the replies); otherwise the first `reps`."""
 
@@ -62,17 +65,20 @@ def scenarios(pipeline: str) -> list[Scenario]:
     for release in (r for r in RELEASES if r != HEADLINE_RELEASE):
         runs += [Scenario(f"spoken-{voice}+{release:.1f}", "spoken", voice=voice, release_s=release)
                  for voice in ("piper", "espeak")]
-    runs += [Scenario(f"busy-{voice}+0.2", "spoken", voice=voice, busy=True) for voice in ("piper", "espeak")]
+    runs += [Scenario(f"busy-{voice}+0.2", "spoken", voice=voice, busy="other-session")
+             for voice in ("piper", "espeak")]
+    runs.append(Scenario("busy-same-session-piper+0.2", "spoken", busy="same-session"))
     return [*runs, Scenario("barge-in", "barge-in")]
 
 
 @contextlib.contextmanager
-def busy_loop(on: bool) -> Iterator[None]:
-    """One CPU-bound loop at nice 19 in its own session, as a desktop's background work would be."""
-    if not on:
+def busy_loop(where: str) -> Iterator[None]:
+    """One CPU-bound loop at nice 19 (see `Scenario.busy`), killed when the block ends."""
+    if not where:
         yield
         return
-    proc = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+    proc = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", BUSY_LOOP],
+                            start_new_session=where == "other-session")
     try:
         yield
     finally:
