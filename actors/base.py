@@ -20,6 +20,7 @@ import structlog
 
 from bus.codec import Envelope
 from bus.messages import Interrupt, Message, Ping, Ready, Shutdown, TurnError
+from bus.privacy import redact
 from bus.sockets import BusAddress, BusClient
 
 CONTROL_PREFIX = "ctl."
@@ -116,7 +117,8 @@ class Actor:
         return isinstance(msg, self.admits)
 
     def fail_turn(self, about: Message, reason: str) -> None:
-        """End `about`'s turn with an error everyone (logger, CLI, player) sees."""
+        """End `about`'s turn with an error everyone (logger, CLI, player) sees (credentials masked)."""
+        reason = redact(reason)
         self.log.warning("turn_failed", session=about.session, turn=about.turn, reason=reason)
         self.publish(TurnError(session=about.session, turn=about.turn, stage=self.name, reason=reason))
 
@@ -144,7 +146,7 @@ class Actor:
                 self.bus.close()
 
     def _announce_ready(self, nonce: int) -> None:
-        self.publish(Ready(actor=self.name, pid=os.getpid(), backend=self.backend(), nonce=nonce))
+        self.publish(Ready(actor=self.name, pid=os.getpid(), backend=redact(self.backend()), nonce=nonce))
 
     def _control(self, env: Envelope) -> bool:
         """Handle a control message; False when `env` is data."""
@@ -156,7 +158,8 @@ class Actor:
         elif isinstance(msg, Shutdown):
             # A satellite's launcher stops its own actors only, never the server's or another satellite's.
             mine = not self.only_session or msg.session == self.only_session
-            if mine and (not msg.actors or self.name in msg.actors):
+            # By process id, never by name alone: a second set on the same bus has actors of the same names.
+            if mine and os.getpid() in msg.pids and (not msg.actors or self.name in msg.actors):
                 self.stopping = True
         elif isinstance(msg, Interrupt) and self.serves(msg.session):
             self._cancelled[(msg.session, msg.turn)] = None

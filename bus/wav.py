@@ -19,6 +19,8 @@ from typing import BinaryIO, Self
 import numpy as np
 import numpy.typing as npt
 
+from bus.privacy import PRIVATE_MODE
+
 TARGET_RATE = 16000
 MIN_RATE = 4000
 MAX_RATE = 192000
@@ -241,8 +243,12 @@ class WavSink:
         self.rate = rate
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Held open across write() calls by design; close()/__exit__ release it.
-        self._writer: wave.Wave_write | None = wave.open(str(self.path), "wb")  # noqa: SIM115
+        # Private from the first byte (a reply is what someone said and heard), whatever the umask.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
+        os.fchmod(fd, PRIVATE_MODE)  # an existing file keeps its mode through O_CREAT
+        # Held open across write() calls by design; close()/__exit__ release both.
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._writer: wave.Wave_write | None = wave.open(self._file, "wb")  # noqa: SIM115
         self._writer.setnchannels(1)
         self._writer.setsampwidth(2)
         self._writer.setframerate(rate)
@@ -257,9 +263,14 @@ class WavSink:
         self.frames += len(pcm_bytes) // 2
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        try:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        finally:
+            if self._file is not None:  # wave leaves a file object it was given open
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> Self:
         return self

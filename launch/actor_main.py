@@ -1,13 +1,17 @@
-"""Entry point of one actor process: `python -m launch.actor_main NAME CONFIG_JSON`.
+"""Entry point of one actor process: `python -m launch.actor_main NAME CONFIG_FILE` (`-`: JSON on stdin).
 
-The supervisor starts every actor this way. SIGTERM stops the actor cleanly;
+The supervisor starts every actor this way, the config in a private file: a
+command line is readable by every user (/proc/PID/cmdline) and the config may
+hold credentials. SIGTERM stops the actor cleanly;
 SIGINT is ignored because Ctrl-C belongs to the supervisor, which stops the
 whole set in order. A failure to start exits with code 2.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -16,6 +20,8 @@ import structlog
 import zmq
 
 from actors.base import Actor
+from bus.endpoints import address_in_use
+from bus.privacy import PRIVATE_UMASK, remember_config
 from launch.config import bus_address, replica_counts, settings_for
 from launch.logsetup import configure_logging
 
@@ -96,17 +102,39 @@ def run_proxy_process(config: dict[str, Any]) -> int:
     from bus.sockets import run_proxy
 
     # SIGTERM keeps its default action: the proxy holds no state worth a clean exit.
+    address = bus_address(config)
     try:
-        run_proxy(bus_address(config), zmq.Context())
+        run_proxy(address, zmq.Context())
     except BusSecurityError as exc:
         structlog.get_logger("proxy").error("proxy_refused", error=str(exc))
+        return EXIT_START_FAILED
+    except zmq.ZMQError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Another set's proxy has the bus: joining it would double every turn. A start failure, not a retry.
+        structlog.get_logger("proxy").error("proxy_refused", error=address_in_use(address))
         return EXIT_START_FAILED
     return 0
 
 
+def read_config(source: str) -> dict[str, Any]:
+    """The launch config from a file the supervisor wrote, or from stdin (`-`)."""
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+    config = json.loads(text)
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: the config must be a JSON object")
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)
     args = sys.argv[1:] if argv is None else argv
-    name, config = args[0], json.loads(args[1])
+    name, config = args[0], read_config(args[1])
+    remember_config(config)
     configure_logging(json_output=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if name == "proxy":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bus.endpoints import AddressInUse
+from bus.privacy import PRIVATE_UMASK
 from bus.security import BusSecurityError
 from launch.config import ConfigError, actor_set, bus_address, load_config
 from launch.logsetup import configure_logging
@@ -24,12 +27,15 @@ from launch.logsetup import configure_logging
 DEFAULT_CONFIG = Path("rocky-relay.toml")
 
 
-def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str, Any]:
+def _config(args: argparse.Namespace, extra: Sequence[str] = (), secure: bool = True) -> dict[str, Any]:
+    from bus.privacy import remember_config
     from bus.security import require_security
 
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     config = load_config(path, [*extra, *args.set])
-    require_security(bus_address(config))  # a LAN bus without keys: say so before spawning anything
+    remember_config(config)  # from here on, its credentials are masked in whatever is printed
+    if secure:
+        require_security(bus_address(config))  # a LAN bus without keys: say so before spawning anything
     return config
 
 
@@ -219,11 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # logs, records, replies and the actors' files: the user's alone
     args = build_parser().parse_args(argv)
     configure_logging(json_output=False)
     try:
         return int(args.func(args))
-    except (ConfigError, TimeoutError, BusSecurityError) as exc:
+    except (ConfigError, TimeoutError, BusSecurityError, AddressInUse) as exc:
         print(f"rocky-relay {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from bus.privacy import structlog_processor
+
 
 def configure_logging(json_output: bool, level: int = logging.INFO) -> None:
     renderer: structlog.types.Processor = (
@@ -16,6 +18,7 @@ def configure_logging(json_output: bool, level: int = logging.INFO) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            structlog_processor,  # after the traceback is text: credentials in it are masked too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

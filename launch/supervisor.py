@@ -17,14 +17,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus.endpoints import AddressInUse, address_in_use, endpoint_in_use
 from bus.handshake import prove_path, wait_for_actors
-from bus.messages import ActorDown, Ready, Shutdown
+from bus.messages import ActorDown, Ready
+from bus.privacy import PRIVATE_MODE
 from bus.sockets import BusClient
 from launch.actor_main import EXIT_START_FAILED
 from launch.config import bus_address, expand_replicas
@@ -83,10 +86,15 @@ class Supervisor:
         self.restart_log: list[Restart] = []
         self._bus: BusClient | None = None
         """The monitor thread's own client, for `ctl.down` reports."""
+        self._config_path: Path | None = None
 
     # --- public ------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> dict[str, Ready]:
         """Spawn every actor and return once each has answered `Ready`."""
+        if "proxy" in self.children:
+            address = bus_address(self.config)
+            if busy := [e for e in (address.pub_addr, address.sub_addr) if endpoint_in_use(e)]:
+                raise AddressInUse(f"{', '.join(busy)}: {address_in_use(address)}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.monitor = threading.Thread(target=self._monitor, name="supervisor", daemon=True)
         self.monitor.start()
@@ -97,10 +105,15 @@ class Supervisor:
         deadline = time.monotonic() + timeout_s
         try:
             prove_path(client, timeout_s=min(30.0, timeout_s))
-            while not names <= set(self.readies):
-                # An actor that could not start (exit 2: a model, a device) would only fail again: stop now.
-                if failed := [n for n in names - set(self.readies) if EXIT_START_FAILED in self.children[n].exit_codes]:
+            while True:
+                # An actor that could not start (exit 2: a model, a device, the proxy's address taken by
+                # another set, whose bus the others may have joined meanwhile) would only fail again: stop now.
+                failed = [n for n in self.children if (n == "proxy" or n not in self.readies)
+                          and EXIT_START_FAILED in self.children[n].exit_codes]
+                if failed:
                     raise TimeoutError(f"{', '.join(sorted(failed))} could not start; {self.failure_summary()}")
+                if names <= set(self.readies):
+                    break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"actors not ready after {timeout_s:g} s: "
                                        f"{', '.join(sorted(names - set(self.readies)))}; {self.failure_summary()}")
@@ -138,28 +151,25 @@ class Supervisor:
         return ""
 
     def stop(self, grace_s: float = 5.0) -> None:
-        """Ask every actor to stop over the bus, then SIGTERM, then SIGKILL what is left."""
+        """SIGTERM to every actor (a clean stop, see actor_main), then to the proxy, then SIGKILL what is left.
+
+        By signal to this set's own processes, not a `Shutdown` on the bus: the bus may be shared with a server,
+        other satellites or another set, and a satellite's proxy refuses its `Shutdown` (bus/session_guard.py).
+        """
         if self.stopping.is_set():
             return
         self.stopping.set()
-        client = BusClient(bus_address(self.config), name="supervisor-stop")
-        try:
-            try:
-                prove_path(client, timeout_s=1.0)
-                # Only this set's actors: the bus may be shared with a server and other satellites.
-                session = self.config.get("satellite", {}).get("session") or "local"
-                client.publish(Shutdown(actors=[n for n in self.children if n != "proxy"], session=session))
-            except TimeoutError:
-                pass  # no proxy: signals below do it
-            self._wait_exit({n for n in self.children if n != "proxy"}, grace_s)
-        finally:
-            client.close()
+        actors = {n for n in self.children if n != "proxy"}
+        self._signal_all(signal.SIGTERM, actors)
+        self._wait_exit(actors, grace_s)
         self._signal_all(signal.SIGTERM)
         self._wait_exit(set(self.children), 2.0)
         self._signal_all(signal.SIGKILL)
         self._wait_exit(set(self.children), 2.0)
         if self.monitor is not None:
             self.monitor.join(timeout=2)
+        if self._config_path is not None:
+            self._config_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Supervisor:
         return self
@@ -168,11 +178,21 @@ class Supervisor:
         self.stop()
 
     # --- internals ---------------------------------------------------------------
+    def _config_file(self) -> Path:
+        """The config as a private file the children read: never on a command line (secrets in it)."""
+        if self._config_path is None:
+            fd, name = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=self.log_dir)  # mode 0600
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.config, f)
+            self._config_path = Path(name).resolve()
+        return self._config_path
+
     def _spawn(self, child: Child) -> None:
-        log = open(self.log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        fd = os.open(self.log_dir / f"{child.name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
+        log = os.fdopen(fd, "ab")
         try:
             child.process = subprocess.Popen(
-                [sys.executable, "-m", "launch.actor_main", child.name, json.dumps(self.config)],
+                [sys.executable, "-m", "launch.actor_main", child.name, str(self._config_file())],
                 # Its own process group keeps the terminal's Ctrl-C away from it, but not its own session:
                 # with the kernel's autogroup scheduling each session is one group that gets a fair share of
                 # the CPU whatever its nice value, so a `nice -n 19` loop took a whole core from the LLM.
@@ -238,8 +258,10 @@ class Supervisor:
         except TimeoutError:
             sys.stderr.write(f"rocky-relay: could not report {child.name}'s exit on the bus (no proxy)\n")
 
-    def _signal_all(self, sig: int) -> None:
+    def _signal_all(self, sig: int, names: set[str] | None = None) -> None:
         for child in self.children.values():
+            if names is not None and child.name not in names:
+                continue
             if child.process is not None and child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(sig)

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import socket
@@ -87,11 +88,12 @@ def _press_loop(actor: Any, pins: Any, stop: threading.Event) -> None:
             pass
 
 
-def child_main(name: str, config: dict[str, Any]) -> int:
+def child_main(name: str, config_file: str) -> int:
     from launch import actor_main
 
     if name not in ("button", "leds"):
-        return actor_main.main([name, json.dumps(config)])
+        return actor_main.main([name, config_file])
+    config = actor_main.read_config(config_file)
     from launch.config import bus_address
     from launch.logsetup import configure_logging
     from pi.button import GpioButtonActor, GpioButtonSettings
@@ -127,8 +129,13 @@ def child_main(name: str, config: dict[str, Any]) -> int:
 def _spawn(name: str, config: dict[str, Any], log_dir: Path) -> subprocess.Popen[bytes]:
     from launch.supervisor import _die_with_parent  # the launcher's no-orphans guarantee, here too
 
+    config_file = log_dir / ".config.json"  # never on the command line: other users can read that
+    if not config_file.exists():
+        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(config, f)
     with open(log_dir / f"{name}.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "pi.measure_edge", "--child", name, json.dumps(config)],
+        return subprocess.Popen([sys.executable, "-m", "pi.measure_edge", "--child", name, str(config_file)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 preexec_fn=_die_with_parent, cwd=Path(__file__).resolve().parents[1])
 
@@ -174,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="sampling time (default 30)")
     parser.add_argument("--mic", choices=["wav", "sounddevice"], default="wav")
     parser.add_argument("--player", choices=["wav", "sounddevice"], default="wav")
-    parser.add_argument("--child", nargs=2, metavar=("NAME", "CONFIG_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, metavar=("NAME", "CONFIG_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        return child_main(args.child[0], json.loads(args.child[1]))
+        return child_main(args.child[0], args.child[1])
     try:
         import psutil
     except ImportError:
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if client is not None:
             with contextlib.suppress(Exception):
-                client.publish(Shutdown(actors=list(EDGE)))
+                client.publish(Shutdown(actors=list(EDGE), pids=[child.pid for child in children.values()]))
             client.close()
         for child in children.values():
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -51,7 +51,8 @@ class ActorThread:
                 prove_path(client)
                 deadline = time.monotonic() + timeout_s
                 while self.thread.is_alive() and time.monotonic() < deadline:
-                    client.publish(Shutdown(actors=[self.actor.name], session=self.actor.only_session or "local"))
+                    client.publish(Shutdown(actors=[self.actor.name], pids=[os.getpid()],
+                                            session=self.actor.only_session or "local"))
                     self.thread.join(0.1)
             finally:
                 client.close()

@@ -24,6 +24,7 @@ _VALUES: dict[Any, tuple[Any, Any]] = {
     float: (1.5, 2.5),
     bool: (True, False),
     list[str]: (["a"], ["b"]),
+    list[int]: ([1], [2]),
     dict[str, Any]: ({"k": 1}, {"k": 2}),
 }
 

@@ -99,7 +99,7 @@ def test_ctrl_c_stops_every_process(workdir: Path) -> None:
 def test_a_missing_model_stops_the_actor_with_what_to_install(workdir: Path, actor: str, setting: str,
                                                               hint: str) -> None:
     config = load_config(workdir / "rocky-relay.toml", [setting])
-    result = subprocess.run([sys.executable, "-m", "launch.actor_main", actor, json.dumps(config)],
+    result = subprocess.run([sys.executable, "-m", "launch.actor_main", actor, "-"], input=json.dumps(config),
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 2
     assert "/nonexistent/" in result.stderr and hint in result.stderr

@@ -78,8 +78,9 @@ class Terminal:
         return int(screen.split(EXITED, 1)[1].split()[0])
 
     def leftovers(self, folder: Path) -> list[int]:
-        """Processes still naming this test's bus, other than the tmux server (its argv holds the command)."""
-        return [pid for pid in processes_mentioning(f"ipc://{folder}/pub") if pid != self.server_pid]
+        """Processes still naming this test's folder (talk by its bus, actors by their config file), other than
+        the tmux server (its argv holds the command)."""
+        return [pid for pid in processes_mentioning(str(folder)) if pid != self.server_pid]
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def terminal(audio: AudioStack, folder: Path) -> Iterator[Terminal]:
     finally:
         with contextlib.suppress(subprocess.SubprocessError):
             term.tmux("kill-server")  # SIGHUP to talk; its actors follow it (PR_SET_PDEATHSIG)
-        for pid in processes_mentioning(f"ipc://{folder}/pub"):  # only what a failed test left behind
+        for pid in processes_mentioning(str(folder)):  # only what a failed test left behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
