@@ -6,6 +6,11 @@ reports a `TurnError`, or after `turn_timeout_s` without news (status
 rotated by size) and are also published on `turn.record` for whoever started
 the turn.
 
+A full disk: a record that does not fit is cut back off (never a torn line), the
+turn's `turn.record` says `not_saved`, and the record waits in memory, tried
+again every `RETRY_S`; only once it is on disk does the journal mark the turn
+recorded.
+
 Crashes: when the supervisor reports an actor dead (`ctl.down`), every open
 turn that still needed it is ended at once — an `Interrupt` so the others drop
 its work, a `TurnError` (the player sounds its earcon) and the record. When the
@@ -30,7 +35,7 @@ from typing import Any, ClassVar
 
 from actors.base import Actor
 from actors.link import HEARTBEAT_S, HOST, LINK_TIMEOUT_S, ClockOffsets, LinkWatch
-from actors.logger_store import Journal, RecordFile
+from actors.logger_store import Journal, RecordFile, SavedRecords, StoreWriteError
 from actors.timing import TurnTimeline
 from bus.codec import Envelope
 from bus.messages import (
@@ -49,9 +54,12 @@ from bus.messages import (
     TurnRecord,
     now,
 )
+from bus.privacy import redact_value
 
 SATELLITE_STAMPED = (ButtonEvent, AudioFrame, CaptureEnd, PlayerEvent, Audible)
 """Messages whose `ts` comes from the satellite's clock (its button, mic and player)."""
+RETRY_S = 2.0
+"""A record the disk refused is tried again this often."""
 RECOVERED_TIMEOUT_S = 10.0
 """A turn replayed after a logger restart may have lost its end: it gets this long, not turn_timeout_s."""
 
@@ -81,6 +89,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _opens_turn(msg: Message) -> bool:
+    """Whether `msg` may be the first the logger hears of a turn. An interrupt, and the `stopped` that answers
+    it, only end a turn: for one that never began (anyone may publish them) they must not make a record."""
+    return not isinstance(msg, Interrupt) and not (isinstance(msg, PlayerEvent) and msg.state == "stopped")
+
+
 class LoggerActor(Actor):
     name: ClassVar[str] = "logger"
     # What a record is built from; not the mic's 50 frames a second, which a flood would bury turns under.
@@ -101,6 +115,9 @@ class LoggerActor(Actor):
         self.next_ping = 0.0
         self.records: RecordFile | None = None
         self.journal: Journal | None = None
+        self.journal_error = ""
+        self.saved: SavedRecords | None = None
+        self.next_retry = 0.0
         self.beat_seq = 0
         self.next_beat = 0.0
         self.clocks = ClockOffsets()
@@ -109,6 +126,7 @@ class LoggerActor(Actor):
     def on_start(self) -> None:
         self.records = RecordFile(self.settings.path, self.settings.max_bytes, self.settings.backups)
         self.journal = Journal(f"{self.settings.path}.journal")
+        self.saved = SavedRecords(self.records, self.journal)
         self._recover()
 
     def backend(self) -> str:
@@ -154,7 +172,7 @@ class LoggerActor(Actor):
         if msg.turn == 0 or isinstance(msg, TurnRecord):
             return
         key = (msg.session, msg.turn)
-        if key in self.closed:
+        if key in self.closed or (key not in self.turns and not _opens_turn(msg)):
             return
         self._beat()
         received = now()
@@ -164,7 +182,13 @@ class LoggerActor(Actor):
                 msg = dataclasses.replace(msg, heard_at=msg.heard_at - shift)
             env = Envelope(env.topic, msg, env.payload)
         assert self.journal is not None
-        self.journal.append(env, received)
+        try:
+            self.journal.append(env, received)
+            self.journal_error = ""
+        except StoreWriteError as exc:  # the turn goes on; only a restart of the logger would lose it
+            if not self.journal_error:
+                self.log.error("journal_not_written", error=str(exc))
+            self.journal_error = str(exc)
         timeline = self._timeline(key)
         timeline.observe(msg, received)
         if timeline.complete:
@@ -193,6 +217,10 @@ class LoggerActor(Actor):
     def on_idle(self) -> None:
         t = now()
         self._beat()
+        if self.saved is not None and self.saved.waiting and t >= self.next_retry:
+            self.next_retry = t + RETRY_S
+            for key in self.saved.retry():
+                self.log.warning("turn_recorded_late", turn=key[1], still_waiting=len(self.saved.waiting))
         for session, watch in self.satellites.items():
             if watch.poll(t):
                 self.log.warning("satellite_lost", session=session)
@@ -257,15 +285,22 @@ class LoggerActor(Actor):
         offset = self.clocks.offset(key[0])
         record["satellite_clock_offset_ms"] = round(1000 * offset[0], 3) if offset else None
         record["satellite_clock_corrected"] = bool(self.clocks.correction(key[0]))
+        record = redact_value(record)  # an error text or a backend may name a URL with its password
         self._close(key)
-        self.records.append_line(json.dumps(_finite(record), separators=(",", ":"), allow_nan=False))
-        self.journal.mark_closed(*key)
-        self.journal.compact_if_idle(len(self.turns))
-        self.log.info("turn_recorded", turn=key[1], status=record["status"],
-                      release_to_first_audio_ms=record["release_to_first_audio_ms"])
+        assert self.saved is not None
+        if self.saved.save(key, json.dumps(_finite(record), separators=(",", ":"), allow_nan=False)):
+            self.log.info("turn_recorded", turn=key[1], status=record["status"],
+                          release_to_first_audio_ms=record["release_to_first_audio_ms"])
+        else:  # the turn is over all the same: whoever waits on it hears so, and that its record is not saved
+            self.log.error("record_not_saved", turn=key[1], error=self.saved.error, waiting=len(self.saved.waiting))
+            record = {**record, "not_saved": f"{self.saved.error}; the logger tries again every {RETRY_S:g} s"}
+        if not self.saved.waiting:  # a record still waiting needs its turn's journal entries
+            self.journal.compact_if_idle(len(self.turns))
         self.publish(TurnRecord(session=key[0], turn=key[1], record=record))
 
     def on_stop(self) -> None:
+        if self.saved is not None and self.saved.waiting:
+            self.saved.retry()  # what still does not fit stays in the journal: the next logger writes it
         if self.records is not None:
             self.records.close()
         if self.journal is not None:

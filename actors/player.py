@@ -14,6 +14,7 @@ link.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,11 +22,13 @@ from actors.base import Actor
 from actors.link import HOST, LINK_TIMEOUT_S, LinkWatch
 from actors.sinks import Sink, SoundDeviceSink, WavFileSink, error_earcon
 from bus.codec import Envelope
-from bus.messages import AudioChunk, ButtonEvent, Heartbeat, Interrupt, PlayerEvent, TurnError, now
+from bus.messages import AudioChunk, ButtonEvent, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnError, now
 
 MAX_RATE = 384_000
 MAX_CLAUSES = 1024
 """Limits on what a chunk off the bus may claim: a WAV header must hold the rate, a list the clause."""
+MAX_UNDER_WAY = 256
+"""Turns under way the player remembers (a flood of fake presses must not grow it without end)."""
 ACTIVE_POLL_MS = 5.0
 IDLE_POLL_MS = 200.0
 
@@ -46,7 +49,8 @@ class PlayerSettings:
 
 class PlayerActor(Actor):
     name: ClassVar[str] = "player"
-    topics = ("audio.out", "turn.error", "button")
+    # stt.final: a turn under way before any audio (typed, or still being answered) that an interrupt may end.
+    topics = ("audio.out", "turn.error", "button", "stt.final")
 
     def __init__(self, settings: PlayerSettings, sink: Sink | None = None) -> None:
         super().__init__()
@@ -62,6 +66,9 @@ class PlayerActor(Actor):
         self.open_turn: tuple[str, int] | None = None
         """This satellite's turn from its press until its reply is over (what a lost link must end)."""
         self.link = LinkWatch(LINK_TIMEOUT_S)
+        self.under_way: OrderedDict[tuple[str, int], None] = OrderedDict()
+        """Turns begun (a press, a final transcript, audio) and not yet over: the only ones an interrupt
+        gets a `stopped` for; anyone's interrupt for a turn that never was must not close a record."""
 
     def on_start(self) -> None:
         if self.sink is None:
@@ -75,15 +82,24 @@ class PlayerActor(Actor):
     def backend(self) -> str:
         return self.sink.description if self.sink else self.settings.backend
 
+    def _begun(self, key: tuple[str, int]) -> None:
+        self.under_way[key] = None
+        while len(self.under_way) > MAX_UNDER_WAY:
+            self.under_way.popitem(last=False)
+
     def handle(self, env: Envelope) -> None:
         msg = env.msg
         assert self.sink is not None
-        if isinstance(msg, AudioChunk):
+        if isinstance(msg, Transcript):
+            if msg.final:
+                self._begun((msg.session, msg.turn))
+        elif isinstance(msg, AudioChunk):
             if not 1 <= msg.sample_rate <= MAX_RATE or not 0 <= msg.clause < MAX_CLAUSES or len(env.payload) % 2:
                 self.log.warning("chunk_refused", turn=msg.turn, rate=msg.sample_rate, clause=msg.clause,
                                  payload_bytes=len(env.payload))
                 return
             key = (msg.session, msg.turn)
+            self._begun(key)
             if self.current != key:
                 if self.current is not None:
                     self._stop("superseded")
@@ -107,12 +123,14 @@ class PlayerActor(Actor):
                 self.sink.end()
             self._report()
         elif isinstance(msg, TurnError):
+            self.under_way.pop((msg.session, msg.turn), None)
             if (msg.session, msg.turn) == self.open_turn:
                 self.open_turn = None
             if (msg.session, msg.turn) != self.current:
                 self.sink.play_earcon(error_earcon())
         elif isinstance(msg, ButtonEvent) and msg.pressed:
             self.open_turn = (msg.session, msg.turn)
+            self._begun(self.open_turn)
 
     def on_control(self, env: Envelope) -> None:
         beat = env.msg
@@ -133,11 +151,15 @@ class PlayerActor(Actor):
             self.open_turn = None
 
     def on_interrupt(self, msg: Interrupt) -> None:
-        if self.current == (msg.session, msg.turn):
+        key = (msg.session, msg.turn)
+        if self.current == key:
             self._stop("interrupted")
-        else:  # nothing of that turn played yet: say so, so the turn closes and memory drops it
+        elif key in self.under_way:  # nothing of that turn played yet: say so, so the turn closes, memory drops it
+            del self.under_way[key]
             self.publish(PlayerEvent(session=msg.session, turn=msg.turn, state="stopped", clauses_played=0,
                                      device=self.sink.description if self.sink else ""))
+        else:
+            self.log.info("interrupt_ignored", session=msg.session, turn=msg.turn, why="no such turn under way")
 
     def on_stop(self) -> None:
         if self.sink is not None:
@@ -162,6 +184,7 @@ class PlayerActor(Actor):
                                      audio_ms=self.sink.played_ms(), device=self.sink.description))
             if self.open_turn == self.current:
                 self.open_turn = None
+            self.under_way.pop(self.current, None)
             self.current = None
             self.poll_ms = IDLE_POLL_MS
 
@@ -176,5 +199,6 @@ class PlayerActor(Actor):
         self.log.info("playback_stopped", turn=turn, why=why, played_ms=played, clauses_played=clauses_played)
         self.publish(PlayerEvent(session=session, turn=turn, state="stopped", ts=silent_at, audio_ms=played,
                                  device=self.sink.description, clauses_played=clauses_played))
+        self.under_way.pop(self.current, None)
         self.current = None
         self.poll_ms = IDLE_POLL_MS
