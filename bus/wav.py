@@ -9,6 +9,7 @@ WAVE_FORMAT_EXTENSIBLE files, which many tools write for 24-bit audio.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import wave
 from dataclasses import dataclass
@@ -135,10 +136,14 @@ def read_wav(path: str | Path) -> tuple[Float32Array, int]:
     any channels) to mono float32 in [-1, 1] and its rate."""
     p = Path(path)
     name = str(p)
-    if p.is_dir():
-        raise WavError(f"{name}: is a directory, not a WAV file")
     try:
-        with p.open("rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait forever for a writer; it is refused below.
+        with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise WavError(f"{name}: is a directory, not a WAV file")
+            if not stat.S_ISREG(mode):
+                raise WavError(f"{name}: not a regular file (a pipe or a device); give a WAV file")
             fmt_body, raw = _read_chunks(f, name)
     except FileNotFoundError:
         raise WavError(f"{name}: file not found") from None

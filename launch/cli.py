@@ -60,9 +60,11 @@ def _running(config: dict[str, Any], set_name: str, attach: bool, drop: tuple[st
 
 
 def cmd_talk(args: argparse.Namespace) -> int:
-    from launch.turns import TurnDriver, format_record, print_event
+    from launch.turns import TurnDriver, print_event
 
     overrides: list[str] = []
+    if args.attach and (args.input or args.output):
+        return _attach_refused("talk", "--input" if args.input else "--output")
     if args.input:
         from bus.wav import WavError, load_pcm16_mono
 
@@ -81,13 +83,21 @@ def cmd_talk(args: argparse.Namespace) -> int:
         try:
             if args.input:
                 record = driver.spoken_turn(on_event=print_event)
-                print(format_record(record))
-                if args.json:
-                    print(json.dumps(record))
+                _print_record(record, args.json)
                 return 0 if record["status"] == "ok" else 1
             return _keyboard_talk(driver, bus_address(config))
         finally:
             driver.close()
+
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    from launch.turns import format_record
+
+    print(format_record(record))
+    if as_json:
+        print(json.dumps(record))
+    if record.get("not_saved"):
+        print(f"rocky-relay: warning: this turn's record is not saved yet: {record['not_saved']}", file=sys.stderr)
 
 
 def _keyboard_talk(driver: Any, address: Any) -> int:
@@ -95,7 +105,7 @@ def _keyboard_talk(driver: Any, address: Any) -> int:
     from actors.button import keyboard_loop
     from bus.messages import TurnRecord
     from bus.sockets import BusClient
-    from launch.turns import format_record, print_event
+    from launch.turns import print_event
 
     done = threading.Event()
 
@@ -108,7 +118,7 @@ def _keyboard_talk(driver: Any, address: Any) -> int:
                     continue
                 print_event(env)
                 if isinstance(env.msg, TurnRecord):
-                    print(format_record(env.msg.record))
+                    _print_record(env.msg.record, as_json=False)
                     if env.msg.turn == driver.button.turn:
                         driver.button.turn_open = False
         finally:
@@ -124,20 +134,38 @@ def _keyboard_talk(driver: Any, address: Any) -> int:
     return 0
 
 
-def cmd_say(args: argparse.Namespace) -> int:
-    from launch.turns import TurnDriver, format_record, print_event
+def _attach_refused(command: str, option: str) -> int:
+    """--input/--output choose the mic/player of the set a command starts; an attached set has its own."""
+    actor, what = ("mic", "listens") if option == "--input" else ("player", "plays")
+    print(f"rocky-relay {command}: {option} would be ignored with --attach (the running set's {actor} {what}, "
+          f"not this file): drop --attach to start a set that uses it, or launch the set with "
+          f"--set {actor}.backend=wav --set {actor}.path=FILE", file=sys.stderr)
+    return 2
 
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from bus.codec import CodecError, encode
+    from bus.messages import Transcript
+    from launch.turns import TurnDriver, print_event
+
+    if args.attach and args.output:
+        return _attach_refused("say", "--output")
+    text = " ".join(args.text)
+    try:
+        encode(Transcript(session=args.session, text=text, source="typed"))  # it must fit on the bus
+    except CodecError:
+        print(f"rocky-relay say: the text is too long ({len(text.encode('utf-8'))} bytes) to travel on the bus; "
+              "say it in a few sentences", file=sys.stderr)
+        return 2
     overrides = ["player.backend=wav", f"player.path={Path(args.output).resolve()}"] if args.output else []
     config = _config(args, overrides)
     with _running(config, "typed", args.attach):
         driver = TurnDriver(bus_address(config), session=args.session, source="typed")
         try:
-            record = driver.typed_turn(" ".join(args.text), on_event=print_event)
+            record = driver.typed_turn(text, on_event=print_event)
         finally:
             driver.close()
-    print(format_record(record))
-    if args.json:
-        print(json.dumps(record))
+    _print_record(record, args.json)
     return 0 if record["status"] == "ok" else 1
 
 
