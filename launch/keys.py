@@ -41,6 +41,7 @@ from bus.security import (
     BusSecurityError,
     CurveKeys,
 )
+from launch.key_access import SERVICE_GROUP, group_name, service_gid, unreadable_store
 
 if TYPE_CHECKING:
     from bus.sockets import BusAddress
@@ -63,9 +64,18 @@ def secure_address(address: BusAddress, keys_dir: str | Path | None, name: str |
 def load_keys(keys_dir: str | Path, name: str | None = None) -> CurveKeys:
     """The server pair when the store holds it, else the satellite pair `name` (or the only one there)."""
     root = Path(keys_dir).expanduser()
+    try:
+        return _load_keys(root, name)
+    except PermissionError as exc:
+        raise BusSecurityError(unreadable_store(root, exc)) from exc
+
+
+def _load_keys(root: Path, name: str | None) -> CurveKeys:
     if not root.is_dir():
         raise BusSecurityError(f"no key store at {root}: run `rocky-relay keys init` (server) or "
                                "`rocky-relay keys install BUNDLE` (satellite)")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise PermissionError(13, "Permission denied", str(root))
     server_secret = root / (SERVER + SECRET_SUFFIX)
     if server_secret.is_file() and name in (None, SERVER):
         public, secret = _read_pair(server_secret)
@@ -106,15 +116,18 @@ def _cert_text(name: str, public: bytes, secret: bytes | None = None) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
-    """Write atomically with `mode` from the first byte (no window where a secret is world-readable)."""
+def _write(path: Path, data: bytes, mode: int, force: bool, gid: int = -1) -> None:
+    """Write atomically with `mode` (and group `gid`) from the first byte: no window where a secret is
+    readable by others."""
     if path.exists() and not force:
         raise KeyStoreError(f"{path} exists; --force replaces it")
     tmp = path.with_name(f".{path.name}.tmp")  # not *.key: a reloading proxy never reads it half-written
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o700)
     try:
         with os.fdopen(fd, "wb") as f:
+            if gid >= 0:
+                os.fchown(f.fileno(), -1, gid)
             f.write(data)
         os.chmod(tmp, mode)  # os.open's mode is filtered by the umask
         os.replace(tmp, path)
@@ -123,16 +136,20 @@ def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
         raise
 
 
-def _private_dir(path: Path) -> Path:
+def _private_dir(path: Path, gid: int = -1) -> Path:
+    """`path` as a folder only its owner (and group `gid`, when given, to read) may enter."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    if gid >= 0:
+        os.chown(path, -1, gid)
+    os.chmod(path, 0o750 if gid >= 0 else 0o700)
     return path
 
 
 def _check_name(name: str) -> None:
-    if not NAME_RE.fullmatch(name) or name == SERVER:
+    # A satellite's name is also the one session it may speak for: never the server's own ("local").
+    if not NAME_RE.fullmatch(name) or name in (SERVER, "local"):
         raise KeyStoreError(f"{name!r}: a satellite name is letters, digits, '.', '_' or '-' "
-                            f"(at most 64, not {SERVER!r})")
+                            f"(at most 64, not {SERVER!r} nor 'local')")
 
 
 def init_store(root: Path, force: bool = False) -> bytes:
@@ -190,8 +207,8 @@ def list_clients(root: Path) -> list[tuple[str, str]]:
             for p in sorted(folder.glob("*" + PUBLIC_SUFFIX))]
 
 
-def install_bundle(bundle: Path, root: Path, force: bool = False) -> str:
-    """Put a satellite bundle's two files into `root`; the satellite's name."""
+def install_bundle(bundle: Path, root: Path, force: bool = False, gid: int = -1) -> str:
+    """Put a satellite bundle's two files into `root` (readable by group `gid` when given); its name."""
     root = root.expanduser()
     if (root / (SERVER + SECRET_SUFFIX)).exists():
         raise KeyStoreError(f"{root} is the server's key store; install the bundle on the satellite")
@@ -208,8 +225,8 @@ def install_bundle(bundle: Path, root: Path, force: bool = False) -> str:
     secrets = [n for n in files if n.endswith(SECRET_SUFFIX)]
     if len(secrets) != 1 or SERVER + PUBLIC_SUFFIX not in files:
         raise KeyStoreError(f"{bundle}: a bundle holds one NAME{SECRET_SUFFIX} and {SERVER}{PUBLIC_SUFFIX}")
-    _private_dir(root)
-    _write(root / secrets[0], files[secrets[0]], 0o600, force)
+    _private_dir(root, gid)
+    _write(root / secrets[0], files[secrets[0]], 0o640 if gid >= 0 else 0o600, force, gid)
     _write(root / (SERVER + PUBLIC_SUFFIX), files[SERVER + PUBLIC_SUFFIX], 0o644, force)
     name = secrets[0].removesuffix(SECRET_SUFFIX)
     load_keys(root, name)  # a bundle whose keys do not load is no use: say so now
@@ -241,8 +258,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
         elif args.keys_command == "show-server":
             print(load_certificate(root / (SERVER + PUBLIC_SUFFIX))[0].decode())
         else:  # install
-            name = install_bundle(Path(args.bundle), root, args.force)
-            print(f"keys of satellite {name!r} installed in {root}; "
+            gid = service_gid(args.group)
+            name = install_bundle(Path(args.bundle), root, args.force, gid)
+            readers = f"its owner and group {group_name(gid)}" if gid >= 0 else "its owner only"
+            print(f"keys of satellite {name!r} installed in {root} (readable by {readers}); "
                   f'set [security] keys_dir = "{args.dir}" in the config')
     except (KeyStoreError, BusSecurityError, OSError, ValueError, tarfile.TarError) as exc:
         print(f"rocky-relay keys {args.keys_command}: {exc}", file=sys.stderr)
@@ -268,4 +287,6 @@ def register(subparsers: Any) -> None:
     install = actions.add_parser("install", help="on a satellite: install the bundle made by `keys add`")
     install.add_argument("bundle")
     install.add_argument("--force", action="store_true", help="replace keys already installed")
+    install.add_argument("--group", help=f"group that may read the keys (default as root: {SERVICE_GROUP}, "
+                                         "the service's, when it exists; empty: the owner only)")
     keys.set_defaults(func=cmd_keys)

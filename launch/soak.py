@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
@@ -108,8 +106,21 @@ def overrides(backends: str, folder: Path) -> list[str]:
             *(FAST if backends == "fast" else ())]
 
 
+class SoakError(RuntimeError):
+    """The soak cannot run here (its tools are missing)."""
+
+
+def _psutil() -> Any:
+    """psutil, a server-only dependency: imported when a soak runs, so an edge install's CLI still starts."""
+    try:
+        import psutil
+    except ImportError as exc:
+        raise SoakError("rocky-relay soak needs psutil: pip install 'rocky-relay[server]'") from exc
+    return psutil
+
+
 def sample(pid: int) -> ActorSample:
-    proc = psutil.Process(pid)
+    proc = _psutil().Process(pid)
     with proc.oneshot():
         return ActorSample(pid=pid, rss=proc.memory_info().rss, fds=proc.num_fds(), threads=proc.num_threads(),
                            children=len(proc.children(recursive=True)))
@@ -120,7 +131,7 @@ def sample_set(supervisor: Supervisor) -> dict[str, ActorSample]:
     for name in supervisor.children:
         pid = supervisor.pid(name)
         if pid is not None:
-            with contextlib.suppress(psutil.Error):  # died meanwhile: it shows as a restart
+            with contextlib.suppress(_psutil().Error):  # died meanwhile: it shows as a restart
                 found[name] = sample(pid)
     return found
 
@@ -179,6 +190,7 @@ def run_soak(turns: int, backends: str = "fast", warmup: int = 10, rss_limit_pct
              progress: bool = True) -> SoakResult:
     result = SoakResult(backends=backends, warmup=warmup, turns=turns, rss_limit_pct=rss_limit_pct)
     began = time.monotonic()
+    psutil = _psutil()
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     with tempfile.TemporaryDirectory(prefix="rr-soak-") as tmp:
@@ -253,8 +265,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    result = run_soak(args.turns, args.backends, args.warmup, args.rss_limit,
-                      config_path=getattr(args, "config", None), user_overrides=list(getattr(args, "set", [])))
+    try:
+        result = run_soak(args.turns, args.backends, args.warmup, args.rss_limit,
+                          config_path=getattr(args, "config", None), user_overrides=list(getattr(args, "set", [])))
+    except SoakError as exc:
+        print(f"rocky-relay soak: {exc}", file=sys.stderr)
+        return 2
     print(format_table(result))
     print(f"raw samples: {write_json(result, Path(args.out_dir))}")
     return 0 if not result.problems() else 1

@@ -55,9 +55,12 @@ tar -C "$SRC" --exclude=./.venv --exclude=./.git --exclude=./logs --exclude=./bu
     --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$PREFIX/src" -xf -
 [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv "$PREFIX/.venv"
 (cd "$PREFIX/src" && "$PREFIX/.venv/bin/pip" install --quiet ".[pi]")
-# From /, so the check sees the installed packages, not a checkout in the current directory.
+# From /, so the checks see the installed packages, not a checkout in the current directory.
 (cd / && "$PREFIX/.venv/bin/python" -c "import pi.button, pi.leds, sounddevice") \
     || die "the edge packages do not import; see the pip output above"
+# The command the unit runs must start with only the edge packages (no server-only module on its path).
+(cd / && "$PREFIX/.venv/bin/rocky-relay" --help >/dev/null) \
+    || die "$PREFIX/.venv/bin/rocky-relay does not start; see the error above"
 
 echo "== config in $CONFIG_DIR"
 install -d -m 750 -o root -g "$SERVICE_USER" "$CONFIG_DIR"
@@ -67,12 +70,19 @@ fi
 if [ -n "$SERVER" ]; then
     sed -i "s#tcp://SERVER:#tcp://$SERVER:#g" "$CONFIG_DIR/edge.toml"
 fi
+# Every actor of the pi set, built from this config as the service will build it (nothing is started).
+(cd / && "$PREFIX/.venv/bin/rocky-relay" --config "$CONFIG_DIR/edge.toml" launch --check pi) \
+    || die "the pi set cannot be built from $CONFIG_DIR/edge.toml; see the error above"
 
 echo "== systemd unit $UNIT"
 install -m 644 "$SRC/pi/$UNIT" "/etc/systemd/system/$UNIT"
-systemctl daemon-reload
-systemctl enable "$UNIT" >/dev/null
-if grep -q "tcp://SERVER:" "$CONFIG_DIR/edge.toml"; then
+if [ ! -d /run/systemd/system ]; then
+    # Not booted with systemd (a chroot, an image being built): enable the unit offline; it starts at boot.
+    SYSTEMD_OFFLINE=1 systemctl enable "$UNIT" >/dev/null
+    echo "systemd is not running here: $UNIT is enabled and starts at the next boot"
+elif ! systemctl daemon-reload || ! systemctl enable "$UNIT" >/dev/null; then
+    die "systemctl could not load $UNIT; see the error above"
+elif grep -q "tcp://SERVER:" "$CONFIG_DIR/edge.toml"; then
     echo "Set the server's address in $CONFIG_DIR/edge.toml (or run again with --server HOST), then:"
     echo "    sudo systemctl start ${UNIT%.service}"
 else
