@@ -250,10 +250,13 @@ class Interrupt(Message):
 @message("shutdown")
 @dataclass(frozen=True, kw_only=True)
 class Shutdown(Message):
-    """Actors named (or all, when empty) stop cleanly."""
+    """The actors named (or all, when empty) whose process ids are listed stop cleanly."""
 
     actors: list[str] = field(default_factory=list)
     """Names of the actors to stop; empty means every actor."""
+    pids: list[int] = field(default_factory=list)
+    """Process ids of the actors to stop: an actor stops only when its own is listed, so a launcher stops its
+    own processes and never another set's actors of the same names on a shared bus."""
 
 
 # --- turn bookkeeping ---------------------------------------------------------------
