@@ -156,12 +156,19 @@ class LlmActor(Actor):
         return Conversation(msg.text.strip(), tuple(self.memory.history(msg.session)), self.settings.style)
 
     def _newer_news(self, msg: Transcript) -> bool:
-        """A later transcript of the turn with other words, or VAD hearing speech again: `msg`'s words no
-        longer hold (a final with the same words is what confirms them)."""
+        """Work on `msg` should stop: a later transcript of its turn with other words or VAD hearing speech
+        again (a final with the same words is what confirms them), or another turn's final waiting (a
+        question someone asked comes before a guess at one still being asked)."""
         self.check_control()
-        return self.pending(lambda m: (m.session, m.turn) == (msg.session, msg.turn) and (
-            (isinstance(m, Transcript) and not (m.final and same_words(m.text, msg.text)))
-            or (isinstance(m, VadEvent) and m.speech)))
+        key = (msg.session, msg.turn)
+
+        def stale(m: Message) -> bool:
+            if (m.session, m.turn) != key:
+                return isinstance(m, Transcript) and m.final
+            return ((isinstance(m, Transcript) and not (m.final and same_words(m.text, msg.text)))
+                    or (isinstance(m, VadEvent) and m.speech))
+
+        return self.pending(stale)
 
     def _before_release(self, partial: Transcript) -> None:
         assert self.generator is not None

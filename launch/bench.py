@@ -7,8 +7,9 @@ what people do; then shorter runs released at once (0 s) and generously (0.5 s),
 with one `nice -n 19` busy loop running beside them, and a barge-in. The sequential flow (whole
 transcription after release, whole reply, whole speech) runs the same models in the same run. Replies
 are scored against the accepted answers (`right x/N`). Raw records go to logs/benchmarks/*.jsonl; the
-tables are printed and appended to BENCHMARK.md with the machine they ran on. Memory is off, so each
-question is asked afresh (the KV cache still holds the fixed head).
+tables are printed and appended to BENCHMARK.md with the machine they ran on; `rocky-relay report` draws
+them (the model is the record's `variant`). Memory is off, so each question is asked afresh (the KV cache
+still holds the fixed head).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def run_model(model: str, pipeline: str, questions: list[Question], prompts: dic
         driver = TurnDriver(bus_address(config))
         try:
             cold = driver.typed_turn(questions[0].ask, timeout_s=180)
-            cold.update(model=model, pipeline=pipeline, scenario="typed-cold", startup_s=round(startup_s, 2))
+            cold.update(model=model, variant=model, pipeline=pipeline, scenario="typed-cold",
+                        startup_s=round(startup_s, 2))
             records.append(cold)
             for scenario in scenarios(pipeline):
                 count = len(questions) if scenario.whole_set else min(reps, len(questions))
@@ -130,8 +132,8 @@ def run_model(model: str, pipeline: str, questions: list[Question], prompts: dic
                         record = run_turn(driver, config, scenario, questions[i], prompt)
                         right = (questions[i].is_right(record.get("spoken_text") or "")
                                  if scenario.whole_set else None)
-                        record.update(model=model, pipeline=pipeline, scenario=scenario.name, question=i,
-                                      right=right)
+                        record.update(model=model, variant=model, pipeline=pipeline, scenario=scenario.name,
+                                      question=i, right=right)
                         records.append(record)
                         print(f"  {model:13s} {pipeline:10s} {scenario.name:18s} {record['status']:5s} "
                               f"release->audio {record['release_to_first_audio_ms']} ms"
@@ -155,8 +157,8 @@ def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append
         for pipeline in pipelines:
             records += run_model(model, pipeline, questions, prompts, reps, workdir)
         if "sequential" in pipelines:  # the same models in a row in one process, once the actors are gone
-            records += [{"model": model, "pipeline": "in-process", "scenario": "spoken-piper+0.2", "status": "ok",
-                         "release_to_first_audio_ms": round(ms, 1)}
+            records += [{"model": model, "variant": model, "pipeline": "in-process", "scenario": "spoken-piper+0.2",
+                         "status": "ok", "release_to_first_audio_ms": round(ms, 1)}
                         for ms in in_process_first_audio_ms(MODELS[model], prompts[("piper", 0.2)][:reps])]
     raw = out_dir / f"{stamp}.jsonl"
     raw.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -105,7 +105,9 @@ def number(rec: dict[str, Any], key: str) -> float | None:
 
 
 def is_bench(rec: dict[str, Any]) -> bool:
-    return all(isinstance(rec.get(label), str) for label in BENCH_LABELS)
+    # Bench records before the model became their variant carry `model` only.
+    labels = {**rec, "variant": rec.get("variant") or rec.get("model")}
+    return all(isinstance(labels.get(label), str) for label in BENCH_LABELS)
 
 
 def load_records(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
@@ -192,7 +194,7 @@ def last_turns(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]
 
 def group_key(rec: dict[str, Any]) -> tuple[str, str, str]:
     if is_bench(rec):
-        return rec["pipeline"], rec["variant"], rec["scenario"]
+        return rec["pipeline"], str(rec.get("variant") or rec.get("model") or "?"), rec["scenario"]
     # Plain turns are named as bench names its variants (persona+tts), so both read alike.
     backends = rec.get("backends")
     persona, tts = (backends.get("persona"), backends.get("tts")) if isinstance(backends, dict) else (None, None)

@@ -208,3 +208,16 @@ def test_markdown_never_reaches_the_voice(bus_address: BusAddress) -> None:
     got = run_actor(actor, bus_address, [final("Biggest planet?")], expect=[LlmDone], listen=["llm."])
     assert [t.text for t in of_type(got, LlmToken)] == ["Jupiter", " is", " big", " 1"]
     assert of_type(got, LlmDone)[0].text == "Jupiter is big 1"
+
+
+def test_another_sessions_question_stops_a_speculation(bus_address: BusAddress) -> None:
+    generator = GatedGenerator()
+    with actor_on_bus(LlmActor(LlmSettings(backend="echo"), generator), bus_address, listen=["llm."]) as client:
+        client.publish(partial("Tell me"))
+        assert generator.started.wait(WAIT_S)
+        client.publish(Transcript(session="kitchen", turn=TURN + 5, text="Hi", final=True))
+        generator.gate.set()
+        got = collect(client, [LlmDone], WAIT_S)
+    (done,) = of_type(got, LlmDone)
+    assert (done.session, done.text) == ("kitchen", "Answer to Hi")
+    assert all(t.session == "kitchen" for t in of_type(got, LlmToken)), "nothing of the guess went out"
