@@ -32,6 +32,7 @@ from bus.security import (
     apply_server_keys,
     require_security,
 )
+from bus.session_guard import forward
 
 log = structlog.get_logger("bus")
 
@@ -216,7 +217,7 @@ def _run_curve_proxy(address: BusAddress, keys: CurveKeys, ctx: zmq.Context[zmq.
             ready.set()
         while True:
             # Returns only when the guard says TERMINATE: a key was revoked, or the guard is failing.
-            zmq.proxy_steerable(xsub, xpub, None, control)
+            forward(xsub, xpub, control)  # as zmq.proxy_steerable, checking what each satellite may send
             if guard.failed:
                 raise BusSecurityError("the bus guard failed; the proxy stops rather than run unchecked")
             _rebind(bound)

@@ -30,12 +30,15 @@ DEFAULT_CONFIG = Path("rocky-relay.toml")
 def _config(args: argparse.Namespace, extra: Sequence[str] = (), secure: bool = True) -> dict[str, Any]:
     from bus.privacy import remember_config
     from bus.security import require_security
+    from launch.key_access import bind_session_to_key
 
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     config = load_config(path, [*extra, *args.set])
     remember_config(config)  # from here on, its credentials are masked in whatever is printed
     if secure:
-        require_security(bus_address(config))  # a LAN bus without keys: say so before spawning anything
+        address = bus_address(config)
+        require_security(address)  # a LAN bus without keys: say so before spawning anything
+        bind_session_to_key(config, address.curve)
     return config
 
 

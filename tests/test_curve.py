@@ -137,7 +137,7 @@ def publish_until_received(pub: BusClient, sub: BusClient, text: str, timeout_s:
     """Re-publish until `sub` hears `text` (beats the slow joiner, and reconnections after a kick)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pub.publish(Say(text=text, index=0))
+        pub.publish(Say(session=pub.name, text=text, index=0))  # a satellite speaks for its own session only
         if text in texts(sub, 0.05):
             return
     raise AssertionError(f"{sub.name} never heard {text!r} from {pub.name}")
@@ -150,8 +150,8 @@ def assert_shut_out(alice: BusClient, bob: BusClient, intruder: BusClient, windo
     deadline = time.monotonic() + window_s
     n = 0
     while time.monotonic() < deadline:
-        intruder.publish(Say(text=f"intruder {n}", index=n))
-        alice.publish(Say(text=f"friend {n}", index=n))
+        intruder.publish(Say(session=intruder.name, text=f"intruder {n}", index=n))
+        alice.publish(Say(session=alice.name, text=f"friend {n}", index=n))
         heard_by_bob += texts(bob, 0.04)
         heard_by_intruder += texts(intruder, 0.01)
         n += 1
