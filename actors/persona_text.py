@@ -193,6 +193,12 @@ def _tag_follows(rest: str, final: bool) -> bool | None:
     return None if _TAG.startswith(rest) else False
 
 
+_LEADS_ON = frozenset({"the", "a", "an", "of", "to", "in", "on", "at", "for", "from", "with", "and", "or",
+                       "but", "my", "your", "our", "its", "their", "his", "her", "this", "that"})
+"""Words that lead into the next one: an early first clause never ends on them ("Jupiter is the" would be
+spoken as a phrase of its own, and Rocky-speak drops "the" only before its noun)."""
+
+
 class ClauseSplitter:
     """Cuts a stream of LLM tokens into clauses for text-to-speech.
 
@@ -271,7 +277,8 @@ class ClauseSplitter:
         first_ok = self._first and (sentence_end or words >= 2)
         if not (first_ok or len(clause) >= self.min_chars):
             return False
-        if self._first and 0 < self.first_clause_words <= words and last not in _SOFT:
+        if (self._first and 0 < self.first_clause_words <= words and last not in _SOFT
+                and core.split()[-1].lower() not in _LEADS_ON):
             return True
         if sentence_end or space == "\n":
             return True

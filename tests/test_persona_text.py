@@ -340,3 +340,11 @@ def test_first_clause_is_cut_after_enough_words_without_punctuation() -> None:
     assert out == ["Erid is the biggest", "planet in our solar system."]
     plain = ClauseSplitter()
     assert plain.feed("Erid is the biggest planet in our solar system") == []
+
+
+def test_an_early_first_clause_never_ends_on_a_word_that_leads_on() -> None:
+    splitter = ClauseSplitter(first_clause_words=3)
+    pieces = ["Jupiter", " is", " the", " biggest", " planet", " in", " our", " solar", " system", "."]
+    clauses = [c for p in pieces for c in splitter.feed(p)] + splitter.flush()
+    assert clauses == ["Jupiter is the biggest", "planet in our solar system."]
+    assert rocky_transform(clauses[0]) == "Jupiter is biggest"
