@@ -98,14 +98,15 @@ def test_random_frame_lists(frames: list[bytes]) -> None:
 
 
 def _example(cls: type[Any]) -> Any:
-    firsts = {str: "x", int: 7, float: 1.5, bool: True, list[str]: ["a"], dict[str, Any]: {"k": 1}}
+    firsts = {str: "x", int: 7, float: 1.5, bool: True, list[str]: ["a"], list[int]: [1], dict[str, Any]: {"k": 1}}
     hints = typing.get_type_hints(cls)
     return cls(**{f.name: firsts[hints[f.name]] for f in dataclasses.fields(cls)})
 
 
 WRONG: dict[Any, list[Any]] = {
     str: [7, b"x", None, ["x"]], int: ["7", 1.5, True, None, [1]], float: ["1", True, None, b"\0"],
-    bool: [1, 0, "true", None], list[str]: ["a", [1], [b"a"], {"a": 1}], dict[str, Any]: [["k"], "k", 5]}
+    bool: [1, 0, "true", None], list[str]: ["a", [1], [b"a"], {"a": 1}], list[int]: [1, ["1"], [1.5], [True]],
+    dict[str, Any]: [["k"], "k", 5]}
 
 
 @st.composite
@@ -323,7 +324,7 @@ INT = st.sampled_from([0, -1, 1, 320, 8000, 16000, 48000, 2**31, 2**63 - 1, -(2*
     -(2**63), 2**64 - 1)
 BY_TYPE: dict[Any, st.SearchStrategy[Any]] = {
     str: TEXT, int: INT, float: st.floats() | st.sampled_from([math.nan, math.inf, -math.inf, 1e308]),
-    bool: st.booleans(), list[str]: st.lists(TEXT, max_size=3),
+    bool: st.booleans(), list[str]: st.lists(TEXT, max_size=3), list[int]: st.lists(INT, max_size=3),
     dict[str, Any]: st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5) | st.none(), max_size=3),
 }
 COMMON = {"session": st.sampled_from(["local", "", "pi-2", "s" * 300]) | st.text(max_size=6),
