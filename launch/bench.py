@@ -164,7 +164,7 @@ def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append
     raw.write_text("".join(json.dumps(r) + "\n" for r in records))
     hop = bus_hop_us()
     failed = sum(1 for r in records if r["status"] not in ("ok", "interrupted"))
-    report = [f"## {stamp} — {machine_description()}", "",
+    report = [f"### {stamp} — {machine_description()}", "",
               f"`rocky-relay bench --reps {reps}{' --quick' if quick else ''}` (models {', '.join(models)}; "
               f"{', '.join(pipelines)}); {len(records)} turns, {failed} failed; raw records: `{raw}`.", "",
               "Answer score (spoken text checked against `launch/questions.toml`):", "", "```", *scores(records),
@@ -178,6 +178,6 @@ def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append
         bench_md = Path("BENCHMARK.md")
         if not bench_md.exists():
             bench_md.write_text("# Benchmarks\n\nAppended by `rocky-relay bench`; figures are milliseconds.\n\n")
-        with bench_md.open("a") as f:
+        with bench_md.open("a") as f:  # the newest run goes last; "Where it stands" at the top is edited by hand
             f.write("\n".join(report) + "\n")
     return 0 if failed == 0 else 1

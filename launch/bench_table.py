@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -62,19 +61,20 @@ def headline(records: list[Record], model: str, pipeline: str, scenario: str) ->
 
 
 def ratios(records: list[Record], quiet: str, busy: str, sequential: str) -> list[str]:
-    """Streaming vs the sequential flow, and the busy machine vs the quiet one, same run, same model."""
+    """Streaming vs the sequential flow, and the busy machine vs the quiet one, same run, same model (p50s
+    by the same nearest-rank percentile as the table, so the ratio's figures are the table's)."""
     lines = []
     for model in sorted({r["model"] for r in records}):
         calm = headline(records, model, "streaming", quiet)
         seq = headline(records, model, "sequential", sequential)
         inproc = headline(records, model, "in-process", sequential)
         if calm and inproc:
-            s, q = statistics.median(calm), statistics.median(inproc)
+            s, q = percentile(calm, .5), percentile(inproc, .5)
             lines.append(f"{model:14s} streaming {quiet} p50 {s:.0f} ms / three models in a row in one process "
                          f"p50 {q:.0f} ms = {s / q:.2f}")
         loaded = headline(records, model, "streaming", busy)
         if calm and seq:
-            s, q = statistics.median(calm), statistics.median(seq)
+            s, q = percentile(calm, .5), percentile(seq, .5)
             lines.append(f"{model:14s} streaming {quiet} p50 {s:.0f} ms / sequential {sequential} p50 {q:.0f} ms"
                          f" = {s / q:.2f}")
         if calm and loaded:
