@@ -117,7 +117,8 @@ def expected_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, str],
     by: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rec in records:
         if rec["status"] in ("ok", "interrupted"):
-            by.setdefault((rec["pipeline"], rec.get("variant") or rec.get("model"), rec["scenario"]), []).append(rec)
+            variant = str(rec.get("variant") or rec.get("model"))  # older bench records name only the model
+            by.setdefault((rec["pipeline"], variant, rec["scenario"]), []).append(rec)
     out = {}
     for key, recs in by.items():
         values = [r["release_to_first_audio_ms"] for r in recs if r["release_to_first_audio_ms"] is not None]
