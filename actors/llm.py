@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from actors.base import Actor
-from actors.llm_backends import Generator, LlmSettings, make_generator
+from actors.llm_backends import Generator, make_generator
 from actors.llm_prompt import Conversation, clean, sayable
+from actors.llm_settings import LlmSettings
 from bus.codec import Envelope
 from bus.messages import Interrupt, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript, VadEvent
 

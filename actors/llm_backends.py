@@ -10,64 +10,12 @@ system/user/assistant messages, so memory and prompt format live in one place.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from actors.cpu import cores_free, threads_for
+from actors.llm_http import OpenAiHttpGenerator
 from actors.llm_prompt import Conversation, check_style, clean
-
-STOP = ["\nUser:", "\n"]
-"""Where a reply ends: one spoken paragraph, never a forged next turn of the transcript."""
-
-
-@dataclass
-class LlmSettings:
-    backend: str = "llama-cpp"
-    """llama-cpp (in process), openai (an OpenAI-compatible HTTP server), or echo (tests: repeats the question)."""
-    style: str = "plain"
-    """The prompt: plain (short friendly English, for persona rocky or none) or rocky (the LLM itself is asked
-    for Rocky's phrasing, for persona rocky_llm)."""
-    model: str = ""
-    """A GGUF file, or a known name: empty or qwen2.5-1.5b is the embedded Qwen2.5-Coder-1.5B-Instruct
-    (right on plain questions); gemma-3-270m (or tiny) the embedded tiny base model (fast, often wrong)."""
-    max_tokens: int = 48
-    """Longest reply, in tokens: a spoken answer should be short."""
-    temperature: float = 0.7
-    """Sampling randomness: 0 always picks the likeliest token."""
-    top_p: float = 0.9
-    """Nucleus sampling: only the likeliest tokens that together hold this probability."""
-    seed: int = 42
-    """Fixed so the same question gets the same answer (benchmarks compare modes)."""
-    context_tokens: int = 1024
-    """The model's context window (prompt, memory and reply must fit)."""
-    history_tokens: int = 384
-    """Conversation memory kept per session, oldest exchanges trimmed first."""
-    threads: int = 0
-    """CPU threads for generating tokens; 0 takes the CPU plan's share (actors/cpu.py)."""
-    prefill_threads: int = 0
-    """CPU threads for evaluating the prompt; 0 takes the CPU plan's share."""
-    speculate: bool = True
-    """Work before release: prefill the question heard so far, and start the reply on a settled partial
-    transcript, published only if the final transcript is the same (otherwise thrown away, unheard)."""
-    streaming: bool = True
-    """Publish tokens as they come (False: the sequential flow, all of them once the reply is whole)."""
-    url: str = "http://127.0.0.1:8080/v1"
-    """openai backend: the server's base URL, up to and including /v1 (llama-server, llama_cpp.server, vLLM;
-    Ollama: http://HOST:11434/v1)."""
-    api_key: str = ""
-    """openai backend: bearer token if the server wants one; empty reads ROCKY_RELAY_LLM_API_KEY."""
-    http_model: str = ""
-    """openai backend: the model name the server expects (Ollama and vLLM need one); empty sends none."""
-    api: str = "chat"
-    """openai backend: chat (/chat/completions with system and example messages: for instruction-tuned
-    models) or completions (/completions with the few-shot transcript: what a base model like the embedded
-    gemma-3-270m needs, having no chat template)."""
-    connect_timeout_s: float = 2.0
-    """openai backend: how long to wait for the TCP (and TLS) connection."""
-    first_token_timeout_s: float = 10.0
-    """openai backend: how long from the request to the first piece of text (prompt evaluation included)."""
-    idle_timeout_s: float = 5.0
-    """openai backend: the longest silence between two pieces before the server counts as stuck."""
+from actors.llm_settings import STOP, LlmSettings
 
 
 class Generator(Protocol):
@@ -199,8 +147,6 @@ def make_generator(settings: LlmSettings) -> Generator:
                                "builds it with the safe CPU flags") from exc
         return LlamaCppGenerator(settings)
     if settings.backend == "openai":
-        from actors.llm_http import OpenAiHttpGenerator  # imported late: it imports this module
-
         return OpenAiHttpGenerator(settings)
     if settings.backend == "echo":
         return EchoGenerator()

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from actors.llm_backends import STOP, LlmSettings
 from actors.llm_prompt import Conversation
+from actors.llm_settings import STOP, LlmSettings
 
 API_KEY_ENV = "ROCKY_RELAY_LLM_API_KEY"
 """Where the bearer token comes from when llm.api_key is empty (keeps secrets out of config files)."""

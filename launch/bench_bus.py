@@ -88,8 +88,9 @@ def in_process_first_audio_ms(model: str, prompts: list[Path]) -> list[float]:
     """The same three models called one after another in one process, for each spoken prompt: the whole
     recording transcribed, the reply streamed to its first clause, that clause's first Piper chunk. What a
     simple script does; the actor system's figure should beat it. The first prompt warms up and is dropped."""
-    from actors.llm_backends import LlamaCppGenerator, LlmSettings
+    from actors.llm_backends import LlamaCppGenerator
     from actors.llm_prompt import Conversation
+    from actors.llm_settings import LlmSettings
     from actors.persona import PersonaSettings
     from actors.persona_text import ClauseSplitter, rocky_transform
     from actors.stt import SttSettings, WhisperRecognizer

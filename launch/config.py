@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.audible import AudibleSettings
-from actors.llm_backends import LlmSettings
+from actors.llm_settings import LlmSettings
 from actors.logger import LoggerSettings
 from actors.mic import MicSettings
 from actors.persona import PersonaSettings

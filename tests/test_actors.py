@@ -10,7 +10,8 @@ import numpy as np
 
 from actors.base import Actor
 from actors.llm import LlmActor
-from actors.llm_backends import EchoGenerator, LlmSettings
+from actors.llm_backends import EchoGenerator
+from actors.llm_settings import LlmSettings
 from actors.logger import LoggerActor, LoggerSettings
 from actors.mic import MicActor, MicSettings
 from actors.persona import PersonaActor, PersonaSettings

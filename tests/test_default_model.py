@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from actors.cpu import CORES_ENV, cores_free, plan, threads_for
-from actors.llm_backends import LlamaCppGenerator, LlmSettings
+from actors.llm_backends import LlamaCppGenerator
 from actors.llm_prompt import SPOKEN_RULES, Conversation
+from actors.llm_settings import LlmSettings
 from launch.answers import Question, load_questions, score
 from models.manifest import GEMMA_270M, QWEN_1_5B, known_model
 from models.registry import llm_model_file, sha256_file

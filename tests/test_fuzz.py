@@ -31,7 +31,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from actors.base import Actor
 from actors.llm import LlmActor
-from actors.llm_backends import EchoGenerator, LlmSettings
+from actors.llm_backends import EchoGenerator
+from actors.llm_settings import LlmSettings
 from actors.logger import LoggerActor, LoggerSettings
 from actors.mic import MicActor, MicSettings
 from actors.persona import PersonaActor, PersonaSettings

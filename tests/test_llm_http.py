@@ -20,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.llm import LlmActor
-from actors.llm_backends import STOP, LlmSettings, make_generator
+from actors.llm_backends import make_generator
 from actors.llm_http import LlmServerBadReply, LlmServerDown, LlmServerError, LlmServerTimeout
 from actors.llm_prompt import FACT_EXAMPLE, SPOKEN_RULES, STYLES, Conversation
+from actors.llm_settings import STOP, LlmSettings
 from actors.persona import PersonaActor, PersonaSettings
 from actors.persona_text import rocky_tidy, rocky_transform
 from bus.messages import LlmDone, LlmToken, Say, Transcript, TurnError

@@ -9,7 +9,7 @@ import pytest
 
 from actors.link import ClockOffsets, LinkWatch
 from actors.llm import LlmActor
-from actors.llm_backends import LlmSettings
+from actors.llm_settings import LlmSettings
 from actors.logger import LoggerActor, LoggerSettings
 from actors.player import PlayerActor, PlayerSettings
 from bus.messages import (

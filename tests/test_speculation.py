@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from actors.llm import LlmActor, same_words
-from actors.llm_backends import LlmSettings
 from actors.llm_prompt import Conversation, clean
+from actors.llm_settings import LlmSettings
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import AudioChunk, LlmDone, LlmToken, PlayerEvent, Say, Transcript, VadEvent
 from bus.sockets import BusAddress, BusClient

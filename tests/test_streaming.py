@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from actors.llm import LlmActor
-from actors.llm_backends import EchoGenerator, LlmSettings
+from actors.llm_backends import EchoGenerator
+from actors.llm_settings import LlmSettings
 from actors.logger import LoggerActor, LoggerSettings
 from actors.player import PlayerActor, PlayerSettings
 from actors.stt import SttActor, SttSettings
