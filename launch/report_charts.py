@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from launch.report import FILES, HEADLINE, STAGES, GroupStats, ReportSummary, TurnWaterfall
+from launch.report_data import FILES, HEADLINE, STAGES, GroupStats, ReportSummary, TurnWaterfall
 
 COLORS = {"hold": "#d9d9d9", "stt_ms": "#4c72b0", "llm_first_token_ms": "#dd8452", "persona_ms": "#55a868",
           "tts_first_chunk_ms": "#c44e52", "player": "#8172b3", "playback": "#b8c9a3"}

@@ -37,7 +37,8 @@ from bus.messages import (
     Transcript,
     TurnError,
 )
-from launch.report import STAGES, ReportSummary, group_key, register, report, turn_waterfall
+from launch.report import group_key, register, report, turn_waterfall
+from launch.report_data import STAGES, ReportSummary
 
 LOGS = Path(__file__).resolve().parents[1] / "logs"
 T0 = 1_800_000_000.0
