@@ -37,7 +37,7 @@ def cores() -> int:
 def plan(n: int) -> dict[str, int]:
     """Threads per backend for `n` cores: stt (Whisper), llm_prefill (prompt evaluation), llm (token
     generation), tts (Piper)."""
-    return {"stt": n, "llm_prefill": n, "llm": n if n >= 4 else max(1, n - 1) if n > 2 else n, "tts": 1}
+    return {"stt": n, "llm_prefill": n, "llm": n, "tts": 1}
 
 
 def threads_for(role: str, setting: int = 0) -> int:
@@ -82,6 +82,11 @@ def others_running(samples: int = 3) -> int:
         return 0
 
 
+def free_cores() -> int:
+    """Cores that other runnable threads leave to this process now; at least one."""
+    return max(1, cores() - others_running())
+
+
 def cores_free(wanted: int) -> int:
     """`wanted` threads, fewer when other runnable threads hold cores; at least one."""
-    return max(1, min(wanted, cores() - others_running()))
+    return min(wanted, free_cores())

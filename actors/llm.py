@@ -197,7 +197,8 @@ class LlmActor(Actor):
             if final is not None:  # confirmed while still generating: go on live
                 assert isinstance(final.msg, Transcript)
                 self.speculations.pop(key, None)
-                self._reply(final.msg, speculation.pieces, stream, speculated=True)
+                tokens = self.generator.prompt_tokens(self._conversation(final.msg))
+                self._reply(final.msg, speculation.pieces, stream, tokens, speculated=True)
                 return
             if self._newer_news(partial):  # other words or more speech: never sent, never heard
                 self.speculations.pop(key, None)
@@ -213,23 +214,24 @@ class LlmActor(Actor):
                                 f"{MAX_TRANSCRIPT_CHARS}")
             return
         speculation = self.speculations.pop((msg.session, msg.turn), None)
+        conversation = self._conversation(msg)
+        prompt_tokens = self.generator.prompt_tokens(conversation)
         if speculation and speculation.complete and same_words(speculation.text, msg.text):
-            self._reply(msg, speculation.pieces, iter(()), speculated=True)
+            self._reply(msg, speculation.pieces, iter(()), prompt_tokens, speculated=True)
             return
         if speculation:
             self.log.info("speculation_discarded", turn=msg.turn, text=speculation.text, final=msg.text)
-        conversation = self._conversation(msg)
-        if (prompt_tokens := self.generator.prompt_tokens(conversation)) >= self.settings.context_tokens:
+        if prompt_tokens >= self.settings.context_tokens:
             self.fail_turn(msg, f"the question is too long for the model: the prompt takes {prompt_tokens} "
                                 f"tokens of the {self.settings.context_tokens} its context holds")
             return
-        self._reply(msg, [], self.generator.stream(conversation))
+        self._reply(msg, [], self.generator.stream(conversation), prompt_tokens)
 
-    def _reply(self, msg: Transcript, ready: Iterable[str], stream: Iterator[str], speculated: bool = False) -> None:
+    def _reply(self, msg: Transcript, ready: Iterable[str], stream: Iterator[str], prompt_tokens: int,
+               speculated: bool = False) -> None:
         """Publish the pieces already made, then the rest as it comes; then remember and report the reply."""
         assert self.generator is not None
         arrived = time.perf_counter()
-        prompt_tokens = self.generator.prompt_tokens(self._conversation(msg))
         pieces: list[str] = []
         first_token_ms = 0.0
         cancelled = False

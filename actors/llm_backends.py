@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol, cast
 
-from actors.cpu import cores_free, threads_for
+from actors.cpu import free_cores, threads_for
 from actors.llm_http import OpenAiHttpGenerator
 from actors.llm_prompt import Conversation, check_style, clean
 from actors.llm_settings import STOP, LlmSettings
@@ -62,7 +62,8 @@ class LlamaCppGenerator:
 
     def fit_threads(self) -> None:
         """Use only the cores other runnable work leaves free (see actors/cpu.py), before the next step."""
-        wanted = (cores_free(self.planned[0]), cores_free(self.planned[1]))
+        free = free_cores()  # one look per step: it reads /proc a few times
+        wanted = (min(self.planned[0], free), min(self.planned[1], free))
         if wanted != self.threads_now:
             import llama_cpp
 
@@ -81,9 +82,9 @@ class LlamaCppGenerator:
                 yield str(text)
 
     def prefill(self, conversation: Conversation) -> None:
-        prompt = self.render(conversation)
-        cut = prompt.rfind(clean(conversation.user)) + len(clean(conversation.user))
-        if cut > len(clean(conversation.user)):
+        prompt, heard = self.render(conversation), clean(conversation.user)
+        cut = prompt.rfind(heard) + len(heard)
+        if cut > len(heard):
             self.fit_threads()
             # One token generated (and never shown) evaluates everything before it; the KV cache keeps it.
             self.llm.create_completion(prompt[:cut], max_tokens=1, temperature=0.0)
