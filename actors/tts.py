@@ -10,6 +10,7 @@ voices live in actors/tts_backends.py.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,15 +73,15 @@ class Synthesizer(Protocol):
 
 class PiperSynthesizer:
     def __init__(self, settings: TtsSettings) -> None:
-        from piper import PiperVoice, SynthesisConfig
+        from piper import PiperConfig, PiperVoice, SynthesisConfig
 
         from models.registry import tts_voice_file
 
         path = tts_voice_file(settings.voice)
-        self.voice = PiperVoice.load(path)
-        # Piper's own session sizes its pool to the machine and spins between runs; replace it with one that
-        # has the plan's threads and sleeps when idle (the session is all `synthesize` uses).
-        self.voice.session = onnx_session(path, threads_for("tts", settings.threads))
+        # Not PiperVoice.load: its session sizes its pool to the machine and spins between runs, and
+        # replacing it afterwards would load the model twice. Ours has the plan's threads and sleeps.
+        config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+        self.voice = PiperVoice(config=config, session=onnx_session(path, threads_for("tts", settings.threads)))
         self.config = SynthesisConfig(length_scale=settings.length_scale)
         self.sample_rate = int(self.voice.config.sample_rate)
         self.description = f"piper {path.stem}"
