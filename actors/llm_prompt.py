@@ -97,7 +97,3 @@ class Conversation:
         lines += [f"User: {clean(self.user)}", "Rocky:"]
         return "\n".join(lines)
 
-
-def build_prompt(history: list[tuple[str, str]], user_text: str, style: str = "plain") -> str:
-    """The base-model transcript for these exchanges and this question."""
-    return Conversation(user_text, tuple(history), style).transcript()

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from bus.wav import MAX_RATE, MIN_RATE, Int16Array, WavError, resample
+from bus.wav import MAX_RATE, MIN_RATE, Int16Array, WavError, resample, to_pcm16
 
 PIECE_S = 0.2
 """Audio per piece handed to the actor: short enough to start playing early, long enough to be cheap."""
@@ -93,7 +93,7 @@ class WavReply:
             whole = b"".join(self._blocks(block, frame))
             if whole:
                 audio = resample(self._mono(whole).astype(np.float32) / 32768.0, self.rate, rate)
-                yield np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+                yield to_pcm16(audio)
             return
         for raw in self._blocks(block, frame):
             yield self._mono(raw)

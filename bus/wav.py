@@ -207,10 +207,14 @@ def resample(audio: npt.NDArray[np.floating], src_rate: int, dst_rate: int) -> F
 def load_pcm16_mono(path: str | Path, rate: int = TARGET_RATE) -> Int16Array:
     """Read any supported WAV as mono int16 PCM at `rate` (what the mic actor feeds on)."""
     audio, src_rate = read_wav(path)
-    resampled = resample(audio, src_rate, rate).astype(np.float64)
-    # Scale by 32768 to invert the int16 decode exactly; the low-pass can overshoot
+    return to_pcm16(resample(audio, src_rate, rate))
+
+
+def to_pcm16(audio: npt.NDArray[np.floating]) -> Int16Array:
+    """Float audio (full scale 1.0) as int16 PCM."""
+    # Scale by 32768 to invert the int16 decode exactly; a low-pass can overshoot
     # full scale (Gibbs ringing), hence the clip before narrowing.
-    scaled = np.clip(np.round(resampled * 32768.0), -32768, 32767)
+    scaled = np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767)
     return scaled.astype(np.int16)
 
 

@@ -34,7 +34,6 @@ from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
 
-MODELS = {"qwen2.5-1.5b": "qwen2.5-1.5b", "gemma-3-270m": "gemma-3-270m"}
 RELEASES = (0.0, 0.2, 0.5)
 HEADLINE_RELEASE = 0.2
 SEQUENTIAL = ["stt.streaming=false", "llm.streaming=false", "persona.streaming=false", "tts.streaming=false",
@@ -104,7 +103,7 @@ def run_turn(driver: TurnDriver, config: dict[str, Any], scenario: Scenario, que
 
 def run_model(model: str, pipeline: str, questions: list[Question], prompts: dict[tuple[str, float], list[Path]],
               reps: int, workdir: Path) -> list[dict[str, Any]]:
-    overrides = [f"llm.model={MODELS[model]}", "persona.style=rocky", "tts.backend=piper",
+    overrides = [f"llm.model={model}", "persona.style=rocky", "tts.backend=piper",
                  *(SEQUENTIAL if pipeline == "sequential" else []),
                  "mic.backend=wav", f"mic.path={workdir}/mic.wav", "player.backend=wav",
                  f"player.path={workdir}/reply.wav", f"logger.path={workdir}/turns.jsonl", "llm.history_tokens=0"]
@@ -159,7 +158,7 @@ def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append
         if "sequential" in pipelines:  # the same models in a row in one process, once the actors are gone
             records += [{"model": model, "variant": model, "pipeline": "in-process", "scenario": "spoken-piper+0.2",
                          "status": "ok", "release_to_first_audio_ms": round(ms, 1)}
-                        for ms in in_process_first_audio_ms(MODELS[model], prompts[("piper", 0.2)][:reps])]
+                        for ms in in_process_first_audio_ms(model, prompts[("piper", 0.2)][:reps])]
     raw = out_dir / f"{stamp}.jsonl"
     raw.write_text("".join(json.dumps(r) + "\n" for r in records))
     hop = bus_hop_us()

@@ -14,15 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bus.wav import TARGET_RATE, Int16Array, resample, write_wav
+from bus.wav import TARGET_RATE, Int16Array, resample, to_pcm16, write_wav
 
 VOICES = ("piper", "espeak")
 LEAD_IN_S = 0.25
 NOISE_DBFS = -60.0
 AUDIBLE = 0.01
 """Samples above this fraction of full scale count as speech when trimming."""
-
-
 
 
 def trimmed(pcm: Int16Array) -> Int16Array:
@@ -50,8 +48,7 @@ def speak_questions(questions: list[str], voice: str) -> list[Int16Array]:
         pieces = list(synth.synthesize(text))
         pcm = np.concatenate(pieces).astype(np.int16) if pieces else np.zeros(0, dtype=np.int16)
         if rate != TARGET_RATE:
-            pcm = np.clip(resample(pcm.astype(np.float32) / 32768.0, rate, TARGET_RATE) * 32767,
-                          -32768, 32767).astype(np.int16)
+            pcm = to_pcm16(resample(pcm.astype(np.float32) / 32768.0, rate, TARGET_RATE))
         out.append(trimmed(pcm))
     return out
 

@@ -21,6 +21,7 @@ from typing import Any
 from bus.endpoints import AddressInUse
 from bus.privacy import PRIVATE_UMASK
 from bus.security import BusSecurityError
+from launch.bench_table import BENCH_MODELS
 from launch.config import ConfigError, actor_set, bus_address, load_config
 from launch.logsetup import configure_logging
 
@@ -215,7 +216,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from launch.bench import main as bench_main
 
     pipelines = ["streaming", "sequential"] if args.pipeline == "both" else [args.pipeline]
-    models = ["qwen2.5-1.5b", "gemma-3-270m"] if args.model == "both" else [args.model]
+    models = list(BENCH_MODELS) if args.model == "both" else [args.model]
     return bench_main(args.reps, models, pipelines, quick=args.quick, append=not args.no_append)
 
 
@@ -258,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure turns through the launched actors; appends to BENCHMARK.md")
     bench.add_argument("--reps", type=int, default=8,
                        help="questions asked in the shorter scenarios (default 8; the answer set is asked whole)")
-    bench.add_argument("--model", choices=["both", "qwen2.5-1.5b", "gemma-3-270m"], default="both",
+    bench.add_argument("--model", choices=["both", *BENCH_MODELS], default="both",
                        help="both (default): the default model and the tiny one in the same run")
     bench.add_argument("--pipeline", choices=["both", "streaming", "sequential"], default="both",
                        help="both (default) measures streaming and the sequential flow in the same run")
