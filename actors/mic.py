@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 import zmq
 
 from actors.base import Actor
+from audio.wav import CLIPPED_WARN_FRACTION, TARGET_RATE, WavError, clipped_fraction, load_pcm16_mono
 from bus.codec import CodecError, Envelope
 from bus.handshake import prove_path
 from bus.messages import AudioFrame, ButtonEvent, CaptureEnd, Message
 from bus.sockets import BusAddress, BusClient
-from bus.wav import CLIPPED_WARN_FRACTION, TARGET_RATE, WavError, clipped_fraction, load_pcm16_mono
 
 FRAME_SAMPLES = TARGET_RATE // 50  # 20 ms
 Outgoing = tuple[Message, bytes] | None

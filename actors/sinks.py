@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audio.wav import WavSink
 from bus.messages import now
-from bus.wav import WavSink
 
 
 def error_earcon(rate: int = 22050) -> tuple[np.ndarray, int]:

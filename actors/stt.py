@@ -19,9 +19,9 @@ import numpy as np
 
 from actors.base import Actor
 from actors.cpu import quiet_thread_pools, threads_for
+from audio.wav import is_silent
 from bus.codec import Envelope
 from bus.messages import AudioFrame, CaptureEnd, Transcript, VadEvent
-from bus.wav import is_silent
 
 SAMPLE_RATE = 16000
 MIN_SPEECH_MS = 200.0

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from bus.wav import MAX_RATE, MIN_RATE, Int16Array, WavError, resample, to_pcm16
+from audio.wav import MAX_RATE, MIN_RATE, Int16Array, WavError, resample, to_pcm16
 
 PIECE_S = 0.2
 """Audio per piece handed to the actor: short enough to start playing early, long enough to be cheap."""

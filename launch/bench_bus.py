@@ -95,7 +95,7 @@ def in_process_first_audio_ms(model: str, prompts: list[Path]) -> list[float]:
     from actors.persona_text import ClauseSplitter, rocky_transform
     from actors.stt import SttSettings, WhisperRecognizer
     from actors.tts import PiperSynthesizer, TtsSettings
-    from bus.wav import load_pcm16_mono
+    from audio.wav import load_pcm16_mono
 
     recognizer = WhisperRecognizer(SttSettings())
     generator = LlamaCppGenerator(LlmSettings(model=model, history_tokens=0))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bus.wav import TARGET_RATE, Int16Array, resample, to_pcm16, write_wav
+from audio.wav import TARGET_RATE, Int16Array, resample, to_pcm16, write_wav
 
 VOICES = ("piper", "espeak")
 LEAD_IN_S = 0.25

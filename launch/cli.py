@@ -70,7 +70,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     if args.attach and (args.input or args.output):
         return _attach_refused("talk", "--input" if args.input else "--output")
     if args.input:
-        from bus.wav import WavError, load_pcm16_mono
+        from audio.wav import WavError, load_pcm16_mono
 
         try:
             load_pcm16_mono(args.input)  # refuse a bad file before starting anything

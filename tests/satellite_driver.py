@@ -33,12 +33,12 @@ import zmq
 from zmq.auth import load_certificate
 
 from actors.button import ButtonPublisher
+from audio.wav import TARGET_RATE, load_pcm16_mono
 from bus.codec import Envelope
 from bus.handshake import prove_path
 from bus.messages import AudioFrame, Heartbeat, Ping, Ready, Transcript
 from bus.security import CurveKeys
 from bus.sockets import BusAddress, BusClient
-from bus.wav import TARGET_RATE, load_pcm16_mono
 from launch.config import bus_address, load_config
 from launch.keys import load_keys
 from launch.logsetup import configure_logging

@@ -20,6 +20,7 @@ from actors.stt import FixedRecognizer, SttActor, SttSettings
 from actors.timing import TIMING_FIELDS
 from actors.tts import TtsActor, TtsSettings
 from actors.vad import VadActor, VadSettings
+from audio.wav import load_pcm16_mono, write_wav
 from bus.codec import Envelope
 from bus.messages import (
     AudioChunk,
@@ -38,7 +39,6 @@ from bus.messages import (
     VadEvent,
 )
 from bus.sockets import BusAddress
-from bus.wav import load_pcm16_mono, write_wav
 from tests.helpers import Sendable, of_type, run_actor
 
 SAMPLES = Path(__file__).resolve().parents[1] / "launch" / "samples"

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from actors.audible import SampleRing, find_onset
+from audio.wav import is_silent
 from bus.handshake import wait_for_actors
 from bus.messages import AudioFrame
-from bus.wav import is_silent
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver

@@ -19,10 +19,7 @@ import pytest
 
 from actors.mic import MicActor, MicSettings
 from actors.stt import FixedRecognizer, SttActor, SttSettings
-from bus.handshake import prove_path, wait_for_actors
-from bus.messages import AudioFrame, ButtonEvent, Message, Transcript, TurnError
-from bus.sockets import BusAddress, BusClient
-from bus.wav import (
+from audio.wav import (
     CLIPPED_WARN_FRACTION,
     WavError,
     clipped_fraction,
@@ -31,6 +28,9 @@ from bus.wav import (
     read_wav,
     resample,
 )
+from bus.handshake import prove_path, wait_for_actors
+from bus.messages import AudioFrame, ButtonEvent, Message, Transcript, TurnError
+from bus.sockets import BusAddress, BusClient
 from tests.helpers import ActorThread
 from tests.test_wav import fmt_wav, sine, write_raw
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from audio.wav import is_silent, read_wav
 from bus.codec import Envelope
 from bus.handshake import wait_for_actors
 from bus.messages import AudioFrame, LlmToken, Say, Transcript, TurnRecord
-from bus.wav import is_silent, read_wav
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver

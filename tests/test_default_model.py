@@ -114,7 +114,7 @@ def test_a_short_window_covers_the_audio_and_its_padding() -> None:
 @pytest.mark.models
 def test_the_short_window_encodes_fewer_frames_and_hears_the_same_words() -> None:
     from actors.stt import FULL_WINDOW_FRAMES, SttSettings, WhisperRecognizer
-    from bus.wav import load_pcm16_mono
+    from audio.wav import load_pcm16_mono
 
     sample = Path(__file__).resolve().parent.parent / "launch" / "samples" / "prompt-3s.wav"
     audio = load_pcm16_mono(sample).astype("float32") / 32768.0

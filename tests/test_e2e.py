@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from actors.timing import TIMING_FIELDS
+from audio.wav import is_silent, resample, write_wav
 from bus.tap import tap
-from bus.wav import is_silent, resample, write_wav
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver

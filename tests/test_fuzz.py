@@ -40,6 +40,7 @@ from actors.player import PlayerActor, PlayerSettings
 from actors.stt import FixedRecognizer, SttActor, SttSettings
 from actors.tts import TtsActor, TtsSettings
 from actors.vad import VadActor, VadSettings
+from audio.wav import load_pcm16_mono
 from bus.codec import MAX_HEADER_BYTES, CodecError, Envelope, decode, encode
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import (
@@ -62,7 +63,6 @@ from bus.messages import (
     topic_for,
 )
 from bus.sockets import MAX_FRAME_BYTES, BusAddress, BusClient
-from bus.wav import load_pcm16_mono
 from tests.helpers import ActorThread, Sendable, collect, send_all
 
 MESSAGES = sorted(REGISTRY.values(), key=lambda c: c.WIRE_NAME)

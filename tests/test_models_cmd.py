@@ -78,7 +78,7 @@ def test_list_shows_the_three_configured_defaults(prepared: Prepared) -> None:
 def test_whisper_base_from_the_cache_transcribes_the_sample(prepared: Prepared) -> None:
     from faster_whisper import WhisperModel
 
-    from bus.wav import load_pcm16_mono
+    from audio.wav import load_pcm16_mono
 
     model_bin = prepared.cache / "whisper-base" / "model.bin"
     before = model_bin.stat().st_ino

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from actors.base import Actor
+from audio.wav import WavSink
 from bus.messages import Transcript, TurnError
 from bus.privacy import redact, remember, remember_config
 from bus.sockets import BusAddress
-from bus.wav import WavSink
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver

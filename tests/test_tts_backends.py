@@ -21,10 +21,10 @@ import pytest
 
 from actors.tts import Synthesizer, TtsActor, TtsSettings, make_synthesizer
 from actors.tts_backends import EspeakSynthesizer, HttpSynthesizer, TtsBackendError
+from audio.wav import WavError, is_silent
 from bus.codec import Envelope
 from bus.messages import AudioChunk, Say, TurnError
 from bus.sockets import BusAddress, BusClient
-from bus.wav import WavError, is_silent
 from models.registry import tts_voice_file
 from tests.helpers import actor_on_bus, send_all
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bus.wav import is_silent, resample, write_wav
+from audio.wav import is_silent, resample, write_wav
 from launch.keys import add_client, init_store, install_bundle
 from tests.netns import Hosts, LineReader, require_root
 from tests.satellite_driver import SatelliteHost, stop

@@ -1,4 +1,4 @@
-"""Tests for bus.wav: decoding, resampling, refusal messages and writing."""
+"""Tests for audio.wav: decoding, resampling, refusal messages and writing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bus.wav import (
+from audio.wav import (
     TARGET_RATE,
     WavError,
     WavSink,

@@ -1,0 +1,1 @@
+"""Audio file I/O: WAV reading, validation, resampling and writing (not the bus)."""
