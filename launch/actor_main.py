@@ -67,7 +67,9 @@ def _build(name: str, config: dict[str, Any]) -> Actor:
         return TtsActor(settings)
     if name == "player":
         from actors.player import PlayerActor
-        return PlayerActor(settings)
+        player = PlayerActor(settings)
+        player.link.timeout_s = config["satellite"]["link_timeout_s"]  # how long the server may stay silent
+        return player
     if name == "logger":
         from actors.logger import LoggerActor
         return LoggerActor(settings)
@@ -79,7 +81,9 @@ def _build(name: str, config: dict[str, Any]) -> Actor:
         return GpioButtonActor(settings)
     if name == "leds":
         from pi.leds import LedActor
-        return LedActor(settings)
+        leds = LedActor(settings)
+        leds.link.timeout_s = config["satellite"]["link_timeout_s"]
+        return leds
     raise ValueError(f"unknown actor {name!r}")
 
 
