@@ -1,14 +1,19 @@
-"""Voice activity: marks where speech starts and stops in a turn's mic frames (webrtcvad).
+"""Voice activity: marks where speech starts and stops in a turn's mic frames (webrtcvad and loudness).
 
 Subscribes to `audio.in`; publishes `vad` events. Single voiced or unvoiced
 frames are noise: a change is declared only after `start_frames` voiced or
-`stop_frames` unvoiced frames in a row.
+`stop_frames` unvoiced frames in a row. A frame far quieter than the turn's
+loudest counts as unvoiced whatever webrtcvad says: webrtcvad calls the fading
+end of a word speech for about another 100 ms, which put the stop after most
+releases (see `quiet_below_peak_db`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
+
+import numpy as np
 
 from actors.base import Actor
 from bus.codec import Envelope
@@ -31,6 +36,11 @@ class VadSettings:
     """120 ms of non-speech ends an utterance: the settled partial starts then. People let go of the button
     0.2-0.4 s after their last word, so the partial must start well before that to be reused (at 200 ms
     it started with the release and never was); most pauses between words are shorter."""
+    quiet_below_peak_db: float = 40.0
+    """A frame this many dB below the loudest frame of the turn so far is not speech (0: webrtcvad alone).
+    On the bench's 60 questions said by Piper and espeak-ng over a -60 dBFS room, the stop came a median
+    126 ms after the last audible sample instead of 233 ms, with no extra stop mid-sentence. Where the
+    room's noise is within this of the voice, no frame is that quiet and webrtcvad decides alone."""
 
 
 class SpeechDetector(Protocol):
@@ -42,6 +52,8 @@ class _TurnState:
     speaking: bool = False
     run: int = 0
     frames: int = 0
+    peak_db: float = -200.0
+    """The loudest frame of the turn so far, dBFS."""
 
 
 class VadActor(Actor):
@@ -85,7 +97,10 @@ class VadActor(Actor):
                 self.turns.pop(next(iter(self.turns)))
         state = self.turns.setdefault(key, _TurnState())
         state.frames += 1
-        voiced = self.detector.is_speech(env.payload, msg.sample_rate)
+        level = frame_dbfs(env.payload)
+        state.peak_db = max(state.peak_db, level)
+        quiet = 0 < self.settings.quiet_below_peak_db <= state.peak_db - level
+        voiced = not quiet and self.detector.is_speech(env.payload, msg.sample_rate)
         state.run = state.run + 1 if voiced != state.speaking else 0
         needed = self.settings.stop_frames if state.speaking else self.settings.start_frames
         if state.run >= needed:
@@ -93,3 +108,10 @@ class VadActor(Actor):
             # The change began `needed` frames ago, when the run started.
             at_ms = float((state.frames - needed) * FRAME_MS)
             self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=state.speaking, audio_ms=at_ms))
+
+
+def frame_dbfs(pcm: bytes) -> float:
+    """RMS level of 16-bit PCM, dB below full scale (digital silence: -200)."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    power = float(np.mean(samples * samples)) if samples.size else 0.0
+    return 10.0 * np.log10(power / 32768.0 ** 2) if power > 0 else -200.0

@@ -40,6 +40,7 @@ RATE = Range(4000, 192000)
 
 RANGES: dict[str, Range] = {
     "vad.aggressiveness": Range(0, 3), "vad.start_frames": Range(1), "vad.stop_frames": Range(1),
+    "vad.quiet_below_peak_db": Range(0, 200),
     "stt.beam_size": Range(1, 16), "stt.threads": THREADS, "stt.partial_every_ms": POSITIVE,
     "llm.max_tokens": Range(1, 32768), "llm.temperature": Range(0, 10), "llm.top_p": Range(0, 1, above_low=True),
     "llm.context_tokens": Range(16, 1 << 20), "llm.history_tokens": NOT_NEGATIVE, "llm.threads": THREADS,
