@@ -31,7 +31,7 @@ DEFAULT_CONFIG = Path("rocky-relay.toml")
 def _config(args: argparse.Namespace, extra: Sequence[str] = (), secure: bool = True) -> dict[str, Any]:
     from bus.privacy import remember_config
     from bus.security import require_security
-    from launch.key_access import bind_session_to_key
+    from launch.keys_cmd import bind_session_to_key
 
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     config = load_config(path, [*extra, *args.set])
@@ -267,14 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-append", action="store_true", help="do not append to BENCHMARK.md")
     bench.set_defaults(func=cmd_bench)
     # Subcommands that live in their own modules; each adds its parser.
-    from launch import config_doc, doctor, keys, report, soak
-    from models import manage
+    from launch import config_doc, doctor, keys_cmd, models_cmd, report, soak
 
-    keys.register(sub)
+    keys_cmd.register(sub)
     config_doc.register(sub)
     report.register(sub)
     soak.register(sub)
-    manage.register(sub)
+    models_cmd.register(sub)
     doctor.register(sub)
     return parser
 

@@ -28,9 +28,9 @@ from actors.player import PlayerSettings
 from actors.stt import SttSettings
 from actors.tts import TtsSettings
 from actors.vad import VadSettings
+from bus.keys import secure_address
 from bus.sockets import BusAddress
 from launch.config_checks import check_numbers, check_templates
-from launch.keys import secure_address
 from pi.button import GpioButtonSettings
 from pi.leds import LedSettings
 

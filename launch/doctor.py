@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bus.sockets import BusAddress
-from models.manage import check, load_args_config, resolve
+from launch.models_cmd import load_args_config
+from models.manage import check, resolve
 from models.registry import model_cache_dir
 
 LLAMA_BUILD_FLAGS = ("avx", "avx2", "fma", "f16c")
@@ -132,7 +133,7 @@ def _secured(config: dict[str, Any]) -> BusAddress:
     security = config.get("security") or {}
     if not security.get("keys_dir"):
         return address
-    from launch.keys import secure_address
+    from bus.keys import secure_address
 
     return secure_address(address, security["keys_dir"], security.get("name") or None)
 

@@ -2,7 +2,7 @@
 
     require_root()                                      # pytest.skip with the reason when ip netns is not usable
     with Hosts(("server", "pi", "rogue")) as hosts:     # names rrnet<pid>-<n>-server, ...; all torn down
-        server = hosts.run("server", [sys.executable, "-m", "launch.delay_proxy", ...], stdout=PIPE, text=True)
+        server = hosts.run("server", [sys.executable, "-m", "tests.delay_proxy", ...], stdout=PIPE, text=True)
         hosts.address("server")                         # "10.231.0.1"; clients are .2, .3, ... in order
         hosts.link_down("pi"); hosts.link_up("pi")      # pull and replug the pi's cable
 

@@ -36,11 +36,11 @@ from actors.button import ButtonPublisher
 from audio.wav import TARGET_RATE, load_pcm16_mono
 from bus.codec import Envelope
 from bus.handshake import prove_path
+from bus.keys import load_keys
 from bus.messages import AudioFrame, Heartbeat, Ping, Ready, Transcript
 from bus.security import CurveKeys
 from bus.sockets import BusAddress, BusClient
 from launch.config import bus_address, load_config
-from launch.keys import load_keys
 from launch.logsetup import configure_logging
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from launch.key_access import service_gid
-from launch.keys import add_client, init_store, install_bundle, load_keys
+from bus.key_access import service_gid
+from bus.keys import add_client, init_store, install_bundle, load_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = 65534
@@ -114,7 +114,7 @@ def python_for_nobody() -> list[str]:
 
 def load_as_nobody(keys: Path) -> subprocess.CompletedProcess[str]:
     site = next(p for p in sys.path if p.endswith("site-packages"))
-    code = ("import sys\nfrom launch.keys import load_keys\nfrom bus.security import BusSecurityError\n"
+    code = ("import sys\nfrom bus.keys import load_keys\nfrom bus.security import BusSecurityError\n"
             f"try:\n    print(load_keys({str(keys)!r}).name)\n"
             "except BusSecurityError as exc:\n    print(exc, file=sys.stderr); sys.exit(2)\n")
     return subprocess.run([*python_for_nobody(), "-c", code], capture_output=True, text=True, timeout=60, cwd="/",
@@ -165,7 +165,7 @@ def test_keys_install_as_root_defaults_to_the_service_group_when_it_exists() -> 
 
 
 def test_the_unit_runs_as_the_group_keys_install_uses() -> None:
-    from launch.key_access import SERVICE_GROUP
+    from bus.key_access import SERVICE_GROUP
 
     unit = (ROOT / "pi" / "rocky-relay-edge.service").read_text()
     assert f"Group={SERVICE_GROUP}\n" in unit

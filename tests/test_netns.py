@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from launch.delay_proxy import DelayProxy
+from tests.delay_proxy import DelayProxy
 from tests.netns import ROOT_PREFIX, Hosts, LineReader, cleanup_stale, ip, list_namespaces, require_root
 
 PY = sys.executable
@@ -139,7 +139,7 @@ def test_delay_proxy_adds_delay_each_way_across_namespaces(hosts: Hosts, tmp_pat
     port, _ = start_echo(hosts)
     log_path = tmp_path / "proxy.log"
     with log_path.open("w") as log_file:
-        proxy = hosts.run("pi", [PY, "-m", "launch.delay_proxy", "--listen", "127.0.0.1:0",
+        proxy = hosts.run("pi", [PY, "-m", "tests.delay_proxy", "--listen", "127.0.0.1:0",
                                  "--target", f"{hosts.address('server')}:{port}", "--delay-ms", "20"],
                           stdout=subprocess.PIPE, stderr=log_file, text=True)
     proxy_port = int(LineReader(proxy.stdout).wait_for("listening", 15).rsplit(":", 1)[1])

@@ -79,7 +79,7 @@ def test_a_satellites_session_is_its_keys_name(curve_bus: CurveBus) -> None:  # 
     import pytest
 
     from launch.config import ConfigError, load_config
-    from launch.key_access import bind_session_to_key
+    from launch.keys_cmd import bind_session_to_key
 
     alice = curve_bus.satellites["alice"]
     config = load_config(None, ["button.session=pi"])

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from audio.wav import is_silent, resample, write_wav
-from launch.keys import add_client, init_store, install_bundle
+from bus.keys import add_client, init_store, install_bundle
 from tests.netns import Hosts, LineReader, require_root
 from tests.satellite_driver import SatelliteHost, stop
 
@@ -265,7 +265,7 @@ def test_four_satellites_at_once_each_get_their_own_reply(net: Net, satellites: 
 
 def delay_proxy(net: Net, port: int) -> int:
     """A 20 ms-each-way proxy in the pi namespace to the server's `port`; its local port."""
-    proc = net.hosts.run("pi", [PY, "-m", "launch.delay_proxy", "--listen", "127.0.0.1:0", "--target",
+    proc = net.hosts.run("pi", [PY, "-m", "tests.delay_proxy", "--listen", "127.0.0.1:0", "--target",
                                 f"{net.hosts.address('server')}:{port}", "--delay-ms", "20"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     return int(LineReader(proc.stdout).wait_for("listening", 15).rsplit(":", 1)[1])

@@ -6,9 +6,8 @@ import grp
 import os
 import pwd
 from pathlib import Path
-from typing import Any
 
-from bus.security import SECRET_SUFFIX, SERVER, CurveKeys
+from bus.security import SECRET_SUFFIX
 
 SERVICE_GROUP = "rocky-relay"
 """The group of pi/rocky-relay-edge.service: keys that root installs must be readable by it."""
@@ -50,18 +49,3 @@ def unreadable_store(root: Path, exc: PermissionError) -> str:
             f"`rocky-relay keys --dir {root} install --group {group_name(os.getegid())} --force BUNDLE` again, "
             f"or `chgrp -R {group_name(os.getegid())} {root} && chmod 750 {root} && "
             f"chmod 640 {root}/*{SECRET_SUFFIX}`")
-
-
-def bind_session_to_key(config: dict[str, Any], keys: CurveKeys | None) -> None:
-    """A satellite speaks for one session, its key's name (the server's proxy drops anything else it sends):
-    an empty [satellite] session becomes that name, a different one is refused now rather than silenced."""
-    from launch.config import ConfigError
-
-    if keys is None or keys.name == SERVER:
-        return
-    session = config["satellite"]["session"]
-    if session and session != keys.name:
-        raise ConfigError(f"satellite.session = {session!r}, but this satellite's key is {keys.name!r}: the server "
-                          f"lets a key speak only for the session of its name; set satellite.session = "
-                          f"{keys.name!r} (or leave it empty), or make the key with `rocky-relay keys add {session}`")
-    config["satellite"]["session"] = config["button"]["session"] = config["leds"]["session"] = keys.name

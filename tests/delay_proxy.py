@@ -6,7 +6,7 @@ and are pipelined (a burst is delayed once, not once per chunk), so a request/re
 exactly 2 x delay_ms. One listening port, one upstream connection per accepted connection (ZeroMQ opens one
 per socket); when either side closes or fails, what is already in flight is delivered, then both close.
 
-    python -m launch.delay_proxy --listen 127.0.0.1:0 --target 10.231.0.1:7750 --delay-ms 20
+    python -m tests.delay_proxy --listen 127.0.0.1:0 --target 10.231.0.1:7750 --delay-ms 20
     # prints "listening 127.0.0.1:PORT" on stdout once bound; SIGTERM/SIGINT stop it with exit code 0
 
     with DelayProxy("127.0.0.1:0", ("10.0.0.1", 7750), delay_ms=20) as proxy:   # a background thread
@@ -233,7 +233,7 @@ async def _serve_until_signal(core: ProxyCore) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from launch.logsetup import configure_logging  # entry point only: the library part never configures logging
 
-    parser = argparse.ArgumentParser(prog="python -m launch.delay_proxy", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m tests.delay_proxy", description=DESCRIPTION)
     parser.add_argument("--listen", required=True, help="HOST:PORT to accept on (port 0: pick a free one)")
     parser.add_argument("--target", required=True, help="HOST:PORT to forward to")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="delay added in each direction")
