@@ -11,7 +11,6 @@ forked the child.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -31,20 +30,12 @@ from bus.privacy import PRIVATE_MODE
 from bus.sockets import BusClient
 from launch.actor_main import EXIT_START_FAILED
 from launch.config import bus_address, expand_replicas
+from launch.orphans import die_with_parent
 
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Delay before the n-th quick restart of the same actor: no restart storms."""
 STABLE_AFTER_S = 30.0
 """An actor that ran this long is healthy again: its backoff starts over."""
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec (Linux): SIGTERM when the forking thread dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the supervisor's own stop() still cleans up
 
 
 @dataclass
@@ -197,7 +188,7 @@ class Supervisor:
                 # with the kernel's autogroup scheduling each session is one group that gets a fair share of
                 # the CPU whatever its nice value, so a `nice -n 19` loop took a whole core from the LLM.
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, process_group=0,
-                preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                preexec_fn=die_with_parent(), env={**os.environ, "PYTHONUNBUFFERED": "1"})
         finally:
             log.close()
         child.started_at = time.monotonic()

@@ -127,7 +127,7 @@ def child_main(name: str, config_file: str) -> int:
 
 
 def _spawn(name: str, config: dict[str, Any], log_dir: Path) -> subprocess.Popen[bytes]:
-    from launch.supervisor import _die_with_parent  # the launcher's no-orphans guarantee, here too
+    from launch.orphans import die_with_parent  # the launcher's no-orphans guarantee, here too
 
     config_file = log_dir / ".config.json"  # never on the command line: other users can read that
     if not config_file.exists():
@@ -137,7 +137,7 @@ def _spawn(name: str, config: dict[str, Any], log_dir: Path) -> subprocess.Popen
     with open(log_dir / f"{name}.log", "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "pi.measure_edge", "--child", name, str(config_file)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                preexec_fn=_die_with_parent, cwd=Path(__file__).resolve().parents[1])
+                                preexec_fn=die_with_parent(), cwd=Path(__file__).resolve().parents[1])
 
 
 def _sample(procs: dict[str, Any], client: Any, seconds: float) -> tuple[dict[str, dict[str, list[float]]], list[str]]:

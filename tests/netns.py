@@ -26,7 +26,6 @@ the main thread, PR_SET_PDEATHSIG so they die with the test process even if it i
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import json
 import os
@@ -37,18 +36,18 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 import pytest
+
+from launch.orphans import die_with_parent
 
 ROOT_PREFIX = "rrnet"
 SKIP_REASON = "needs root for network namespaces (ip netns)"
 _NAME = re.compile(rf"^{ROOT_PREFIX}(\d+)-(\d+)-")
 _HOST_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")  # "to-" + name must fit the 15-character interface limit
 _instances = itertools.count()
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
 
 
 class NetnsError(RuntimeError):
@@ -112,11 +111,6 @@ def require_root() -> None:
     if added.returncode != 0:
         pytest.skip(f"{SKIP_REASON}: {added.stderr.strip()}")
     ip("netns", "del", probe, check=False)
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec; `ip netns exec` then execs the command, which keeps the setting.
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Hosts:
@@ -235,7 +229,8 @@ class Hosts:
                 raise ValueError(f"{owned} is set by Hosts.run")
         # PDEATHSIG fires when the *thread* that forked exits, so only a main-thread child may use it.
         on_main = threading.current_thread() is threading.main_thread()
-        preexec: Callable[[], None] | None = _die_with_parent if on_main else None
+        # `ip netns exec` execs the command, which keeps the setting.
+        preexec = die_with_parent(signal.SIGKILL) if on_main else None
         proc: subprocess.Popen[Any] = subprocess.Popen(
             self.exec_argv(host, argv), start_new_session=True, preexec_fn=preexec, **popen_kwargs)
         self._processes.append(proc)
