@@ -106,9 +106,9 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
 
 def _keyboard_talk(driver: Any, address: Any) -> int:
     """Enter talks, Enter again sends; pressing while Rocky speaks interrupts him (barge-in)."""
-    from actors.button import keyboard_loop
     from bus.messages import TurnRecord
     from bus.sockets import BusClient
+    from launch.keyboard import keyboard_loop
     from launch.turns import print_event
 
     done = threading.Event()

@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.button import ButtonPublisher, new_turn_id
 from actors.link import LINK_TIMEOUT_S, LinkWatch
 from bus.codec import Envelope
 from bus.handshake import prove_path
 from bus.messages import AudioFrame, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnRecord
+from bus.push_to_talk import ButtonPublisher, new_turn_id
 from bus.sockets import BusAddress, BusClient
 
 Printer = Callable[[Envelope], None]

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from actors.base import Actor
-from actors.button import ButtonPublisher
 from bus.codec import Envelope
 from bus.handshake import prove_path
 from bus.messages import Interrupt, PlayerEvent, TurnError, TurnRecord
+from bus.push_to_talk import ButtonPublisher
 from bus.sockets import BusAddress, BusClient
 from pi.pins import Pins, open_pins
 

@@ -32,12 +32,12 @@ from typing import IO, Any
 import zmq
 from zmq.auth import load_certificate
 
-from actors.button import ButtonPublisher
 from audio.wav import TARGET_RATE, load_pcm16_mono
 from bus.codec import Envelope
 from bus.handshake import prove_path
 from bus.keys import load_keys
 from bus.messages import AudioFrame, Heartbeat, Ping, Ready, Transcript
+from bus.push_to_talk import ButtonPublisher
 from bus.security import CurveKeys
 from bus.sockets import BusAddress, BusClient
 from launch.config import bus_address, load_config

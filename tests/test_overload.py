@@ -37,10 +37,10 @@ import psutil
 import pytest
 import zmq
 
-from actors.button import ButtonPublisher
 from bus.codec import encode
 from bus.handshake import prove_path
 from bus.messages import AudioFrame, Say, Transcript
+from bus.push_to_talk import ButtonPublisher
 from bus.sockets import (
     DROP_LOG_FIRST,
     DROP_QUIET_S,

@@ -1,4 +1,4 @@
-"""Push-to-talk buttons: a terminal keyboard, or a script (tests and `talk --input`).
+"""Push-to-talk onto the bus: what every button shares (the Pi's GPIO actor, the terminal, scripts and tests).
 
 A press starts a turn (its id is the press time in ms); pressing again while
 the previous turn is still going publishes an interrupt for it first.
@@ -6,10 +6,7 @@ the previous turn is still going publishes an interrupt for it first.
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
-from typing import TextIO
 
 from bus.messages import ButtonEvent, Interrupt
 from bus.sockets import BusClient
@@ -41,20 +38,3 @@ class ButtonPublisher:
 
     def release(self) -> None:
         self.client.publish(ButtonEvent(session=self.session, turn=self.turn, pressed=False, source=self.source))
-
-
-def keyboard_loop(button: ButtonPublisher, on_turn: Callable[[int], None],
-                  stream: TextIO = sys.stdin, prompt: Callable[[str], None] = print) -> None:
-    """Enter starts a turn, Enter again ends it; 'q' then Enter quits. Works in any terminal."""
-    while True:
-        prompt("[Enter] to talk, q to quit")
-        line = stream.readline()
-        if not line or line.strip().lower() == "q":
-            return
-        turn = button.press()
-        prompt("  listening... [Enter] when done")
-        if not stream.readline():
-            button.release()
-            return
-        button.release()
-        on_turn(turn)
