@@ -4,22 +4,39 @@ Wire format, one multipart ZeroMQ message:
 
     [topic, header, payload?]
 
-`topic` is ASCII (SUB sockets filter on its prefix), `header` is a msgpack map
-`{"v": PROTOCOL_VERSION, "t": wire name, "f": {field: value}}`, and `payload`
-is raw bytes (PCM) present only for message classes with `HAS_PAYLOAD`.
-Anything else raises `CodecError`, which receivers log and drop.
+`topic` is ASCII (SUB sockets filter on its prefix): on the bus it is `KIND/SCOPE/` (`wire_topic`), the
+message's kind (`topic_for`, e.g. `stt.final`) and whose it is: the session, %-escaped, or `*` for what every
+peer may read (presence and the server's control). The closing `/` keeps a subscription for `hall` from
+matching `hall2`; the server's actors subscribe to bare kinds (`stt.`) and so hear every session, a
+satellite's client subscribes to its own scope only, and the CURVE proxy refuses it any other
+(bus/session_guard.py). `header` is a msgpack map `{"v": PROTOCOL_VERSION, "t": wire name,
+"f": {field: value}}`, and `payload` is raw bytes (PCM) present only for message classes with `HAS_PAYLOAD`.
+Anything else raises `CodecError`, which receivers log and drop. A received `Envelope.topic` is the kind alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import msgpack
 
-from bus.messages import PROTOCOL_VERSION, REGISTRY, Message, topic_for
+from bus.messages import (
+    PROTOCOL_VERSION,
+    REGISTRY,
+    TOPICS,
+    ActorDown,
+    Heartbeat,
+    Message,
+    Ping,
+    Ready,
+    Shutdown,
+    topic_for,
+)
 
 MAX_HEADER_BYTES = 256 * 1024
 """A header larger than this is garbage or abuse: no message needs it."""
@@ -38,8 +55,47 @@ class Envelope:
     payload: bytes = b""
 
 
+BROADCAST = "*"
+"""The scope of messages every peer may read. `quote` escapes `*`, so no session's scope is ever this."""
+BROADCAST_TYPES = (Ping, Ready, Shutdown, ActorDown)
+"""Presence (they carry the default session whoever sends them) and the server's control of its actors;
+the server's heartbeats are broadcast too (`scope_of`). Everything else belongs to its session."""
+KINDS = tuple(sorted({*TOPICS.values(), "stt.final", "stt.partial"}))
+"""Every message kind (bare topic) there is."""
+BROADCAST_KINDS = frozenset({TOPICS[cls] for cls in BROADCAST_TYPES} | {TOPICS[Heartbeat]})
+
+
+def scope_of(msg: Message) -> str | None:
+    """Whose `msg` is: its session, or None when every peer may read it."""
+    if isinstance(msg, BROADCAST_TYPES) or (isinstance(msg, Heartbeat) and msg.role == "server"):
+        return None
+    return msg.session
+
+
+@functools.lru_cache(maxsize=4096)
+def scoped_topic(kind: str, session: str | None) -> str:
+    """`KIND/SESSION/` (the session %-escaped: any text stays ASCII and holds no `/` nor `*`), or `KIND/*/`."""
+    return f"{kind}/{BROADCAST if session is None else quote(session, safe='')}/"
+
+
+def wire_topic(msg: Message) -> str:
+    """The topic `msg` travels on over the bus."""
+    return scoped_topic(topic_for(msg), scope_of(msg))
+
+
+def scoped_subscriptions(prefix: str, session: str) -> list[str]:
+    """What a client that may read only `session` subscribes to for the kind prefix `prefix`: each kind it
+    covers in that session's scope, and in the broadcast scope where that kind is ever broadcast. A prefix
+    that already holds a scope (`KIND/SCOPE/...`) is left as it is (the proxy judges it)."""
+    if "/" in prefix:
+        return [prefix]
+    kinds = [k for k in KINDS if k.startswith(prefix)] or [prefix]
+    return [scoped_topic(k, s) for k in kinds for s in (session, None) if s is not None or k in BROADCAST_KINDS]
+
+
 def encode(msg: Message, payload: bytes = b"", topic: str | None = None) -> list[bytes]:
-    """Frames for `msg`; `payload` only for message classes that carry one."""
+    """Frames for `msg`; `payload` only for message classes that carry one. The topic is `topic`, else the
+    bare kind (journal lines, tests); BusClient.publish sends `wire_topic(msg)`."""
     if payload and not msg.HAS_PAYLOAD:
         raise CodecError(f"{type(msg).__name__} carries no payload")
     fields = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
@@ -65,7 +121,7 @@ def decode(frames: list[bytes]) -> Envelope:
         raise CodecError(f"expected 2 or 3 frames, got {len(frames)}")
     raw_topic, header = bytes(frames[0]), bytes(frames[1])
     try:
-        topic = raw_topic.decode("ascii")
+        topic = raw_topic.decode("ascii").partition("/")[0]  # the kind: the scope was for the proxy and SUB
     except UnicodeDecodeError as exc:
         raise CodecError("topic is not ASCII") from exc
     if len(header) > MAX_HEADER_BYTES:

@@ -22,7 +22,7 @@ from zmq.auth import load_certificate
 
 from bus.handshake import prove_path
 from bus.keys import add_client, init_store, install_bundle, load_keys, revoke_client
-from bus.messages import Say
+from bus.messages import Message, Ping, Say
 from bus.security import BusSecurityError, CurveKeys, Refusal, is_local_endpoint, load_allowlist
 from bus.sockets import BusAddress, BusClient, run_proxy
 from launch.keys_cmd import register
@@ -105,13 +105,13 @@ def make_satellite(store: Path, name: str, where: Path) -> CurveKeys:
     return load_keys(where / name)
 
 
-@pytest.fixture
-def curve_bus(tmp_path: Path) -> Iterator[CurveBus]:
-    """A CURVE proxy that allows alice, bob and carol. They exist before it starts, as in real use:
+@contextmanager
+def curve_bus_of(tmp_path: Path, names: tuple[str, ...]) -> Iterator[CurveBus]:
+    """A CURVE proxy that allows the satellites `names`. They exist before it starts, as in real use:
     libzmq never retries a handshake that ZAP refused, so a peer that beats a reload stays out."""
     store = tmp_path / "server"
     init_store(store)
-    satellites = {name: make_satellite(store, name, tmp_path) for name in ("alice", "bob", "carol")}
+    satellites = {name: make_satellite(store, name, tmp_path) for name in names}
     address = replace(free_tcp_address(), curve=load_keys(store))
     bus = CurveBus(store=store, address=address, ctx=zmq.Context(), satellites=satellites)
     try:
@@ -123,53 +123,70 @@ def curve_bus(tmp_path: Path) -> Iterator[CurveBus]:
         term_with_timeout(bus.ctx)
 
 
+@pytest.fixture
+def curve_bus(tmp_path: Path) -> Iterator[CurveBus]:
+    """A CURVE proxy that allows alice, bob and carol."""
+    with curve_bus_of(tmp_path, ("alice", "bob", "carol")) as bus:
+        yield bus
+
+
 def texts(client: BusClient, window_s: float) -> list[str]:
     """The text of every Say `client` receives within `window_s`."""
-    seen: list[str] = []
+    return [m.text for m in heard(client, window_s) if isinstance(m, Say)]
+
+
+def heard(client: BusClient, window_s: float) -> list[Message]:
+    """Every message `client` receives within `window_s`."""
+    seen: list[Message] = []
     deadline = time.monotonic() + window_s
     while (left := deadline - time.monotonic()) > 0:
         env = client.recv(timeout_ms=left * 1000)
-        if env is not None and isinstance(env.msg, Say):
-            seen.append(env.msg.text)
+        if env is not None:
+            seen.append(env.msg)
     return seen
 
 
-def publish_until_received(pub: BusClient, sub: BusClient, text: str, timeout_s: float = 5.0) -> None:
-    """Re-publish until `sub` hears `text` (beats the slow joiner, and reconnections after a kick)."""
+def publish_until_received(pub: BusClient, sub: BusClient, text: str, timeout_s: float = 5.0,
+                           session: str | None = None) -> None:
+    """Re-publish until `sub` hears `text` (beats the slow joiner, and reconnections after a kick). The Say is
+    `session`'s, by default the publisher's own: a satellite speaks for its own session only."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pub.publish(Say(session=pub.name, text=text, index=0))  # a satellite speaks for its own session only
+        pub.publish(Say(session=session or pub.name, text=text, index=0))
         if text in texts(sub, 0.05):
             return
     raise AssertionError(f"{sub.name} never heard {text!r} from {pub.name}")
 
 
-def assert_shut_out(alice: BusClient, bob: BusClient, intruder: BusClient, window_s: float = 1.5) -> None:
-    """Over `window_s`, alice reaches bob while nothing the intruder sends reaches bob, nor anything it."""
-    heard_by_bob: list[str] = []
-    heard_by_intruder: list[str] = []
+def assert_shut_out(friend: BusClient, listener: BusClient, intruder: BusClient, window_s: float = 1.5) -> None:
+    """Over `window_s`, the satellite `friend` reaches the server-side `listener` (which hears every session),
+    nothing the intruder sends reaches it, and nothing at all reaches the intruder: not even the Pings every
+    allowed peer reads."""
+    heard_by_listener: list[str] = []
+    heard_by_intruder: list[Message] = []
     deadline = time.monotonic() + window_s
     n = 0
     while time.monotonic() < deadline:
         intruder.publish(Say(session=intruder.name, text=f"intruder {n}", index=n))
-        alice.publish(Say(session=alice.name, text=f"friend {n}", index=n))
-        heard_by_bob += texts(bob, 0.04)
-        heard_by_intruder += texts(intruder, 0.01)
+        friend.publish(Say(session=friend.name, text=f"friend {n}", index=n))
+        friend.publish(Ping(nonce=n))
+        heard_by_listener += texts(listener, 0.04)
+        heard_by_intruder += heard(intruder, 0.01)
         n += 1
     assert n > 10
-    assert any(t.startswith("friend") for t in heard_by_bob), "control failed: the allowed path did not work"
-    assert not [t for t in heard_by_bob if t.startswith("intruder")]
-    assert not [t for t in heard_by_intruder if t.startswith("friend")]
+    assert any(t.startswith("friend") for t in heard_by_listener), "control failed: the allowed path did not work"
+    assert not [t for t in heard_by_listener if t.startswith("intruder")]
+    assert not heard_by_intruder
 
 
 def test_allowed_satellites_publish_and_subscribe_over_curve(curve_bus: CurveBus) -> None:
     alice = curve_bus.client("alice", curve_bus.satellites["alice"])
     bob = curve_bus.client("bob", curve_bus.satellites["bob"], ("say",))
-    server_side = curve_bus.client("server-actor", curve_bus.address.curve)  # an actor beside the proxy
+    server_side = curve_bus.client("server-actor", curve_bus.address.curve, ("say",))  # an actor beside the proxy
     for client in (alice, bob, server_side):
         prove_path(client, timeout_s=5)
-    publish_until_received(alice, bob, "hello over curve")
-    publish_until_received(server_side, bob, "hello from the server host")
+    publish_until_received(alice, server_side, "hello over curve")
+    publish_until_received(server_side, bob, "hello from the server host", session="bob")  # bob's own session
     assert alice.pub.getsockopt(zmq.MECHANISM) == zmq.CURVE
     assert bob.sub.getsockopt(zmq.MECHANISM) == zmq.CURVE
     assert curve_bus.refusals.empty()
@@ -177,45 +194,45 @@ def test_allowed_satellites_publish_and_subscribe_over_curve(curve_bus: CurveBus
 
 def test_unknown_key_can_neither_publish_nor_subscribe(curve_bus: CurveBus) -> None:
     alice = curve_bus.client("alice", curve_bus.satellites["alice"])
-    bob = curve_bus.client("bob", curve_bus.satellites["bob"], ("say",))
+    listener = curve_bus.client("server-actor", curve_bus.address.curve, ("say",))
     public, secret = zmq.curve_keypair()
     assert curve_bus.address.curve is not None
     stranger = CurveKeys(server_public=curve_bus.address.curve.server_public, public=public, secret=secret,
                          name="mallory")
     mallory = curve_bus.client("mallory", stranger, ("",))
     prove_path(alice, timeout_s=5)
-    publish_until_received(alice, bob, "warm-up")
+    publish_until_received(alice, listener, "warm-up")
     refusal = curve_bus.wait_refusal(lambda r: r.key == public.decode())
     assert refusal.reason == "key not on the allow-list"
     assert refusal.peer == "127.0.0.1"
-    assert_shut_out(alice, bob, mallory)
+    assert_shut_out(alice, listener, mallory)
 
 
 def test_peer_without_keys_can_neither_publish_nor_subscribe(curve_bus: CurveBus) -> None:
     alice = curve_bus.client("alice", curve_bus.satellites["alice"])
-    bob = curve_bus.client("bob", curve_bus.satellites["bob"], ("say",))
+    listener = curve_bus.client("server-actor", curve_bus.address.curve, ("say",))
     plain = curve_bus.client("no-keys", None, ("",))  # loopback, so the client itself is allowed to try
     prove_path(alice, timeout_s=5)
-    publish_until_received(alice, bob, "warm-up")
+    publish_until_received(alice, listener, "warm-up")
     # Seen by the proxy's socket monitor, never by ZAP: no key was offered.
     refusal = curve_bus.wait_refusal(lambda r: r.key == "")
     assert refusal.reason.startswith(("no CURVE keys", "handshake not completed")), refusal
-    assert_shut_out(alice, bob, plain)
+    assert_shut_out(alice, listener, plain)
 
 
 def test_revoked_satellite_is_dropped_without_a_proxy_restart(curve_bus: CurveBus) -> None:
     alice = curve_bus.client("alice", curve_bus.satellites["alice"])
-    bob = curve_bus.client("bob", curve_bus.satellites["bob"], ("say",))
+    listener = curve_bus.client("server-actor", curve_bus.address.curve, ("say",))
     carol_keys = curve_bus.satellites["carol"]
-    carol = curve_bus.client("carol", carol_keys, ("say",))
+    carol = curve_bus.client("carol", carol_keys, ("",))
     prove_path(carol, timeout_s=5)
-    publish_until_received(carol, bob, "carol is in")
+    publish_until_received(carol, listener, "carol is in")
 
     revoke_client(curve_bus.store, "carol")
     curve_bus.wait_refusal(lambda r: r.key == carol_keys.public.decode())
-    publish_until_received(alice, bob, "allowed peers are back")  # they reconnect after the drop
-    texts(carol, 0.1)  # whatever reached carol before the drop
-    assert_shut_out(alice, bob, carol)
+    publish_until_received(alice, listener, "allowed peers are back")  # they reconnect after the drop
+    heard(carol, 0.1)  # whatever reached carol before the drop
+    assert_shut_out(alice, listener, carol)
 
 
 def run_keys(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
