@@ -1,8 +1,9 @@
 """The logger: listens to everything and writes one JSONL record per turn.
 
 A turn's record is written when its playback finishes or stops, when a stage
-reports a `TurnError`, or after `turn_timeout_s` without news (status
-"timeout"). Records go through `RecordFile` (one write per complete line,
+reports a `TurnError`, when the stage it waits on makes no progress for
+`stage_timeout_s` (an error naming the stage: actors/logger_deadlines.py), or
+after `turn_timeout_s` without news (status "timeout"). Records go through `RecordFile` (one write per complete line,
 rotated by size) and are also published on `turn.record` for whoever started
 the turn.
 
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from actors.base import Actor
 from actors.link import HEARTBEAT_S, HOST, LINK_TIMEOUT_S, ClockOffsets, LinkWatch
+from actors.logger_deadlines import StageProgress, silent_player
+from actors.logger_settings import DEADLINE_CHECK_S, RECOVERED_TIMEOUT_S, RETRY_S, LoggerSettings, json_safe
 from actors.logger_store import Journal, RecordFile, SavedRecords, StoreWriteError
 from actors.timing import TurnTimeline
 from bus.codec import Envelope
@@ -56,43 +57,14 @@ from bus.messages import (
 )
 from bus.privacy import redact_value
 
+__all__ = ["LoggerActor", "LoggerSettings"]
+
 SATELLITE_STAMPED = (ButtonEvent, AudioFrame, CaptureEnd, PlayerEvent, Audible)
 """Messages whose `ts` comes from the satellite's clock (its button, mic and player)."""
-RETRY_S = 2.0
-"""A record the disk refused is tried again this often."""
-RECOVERED_TIMEOUT_S = 10.0
-"""A turn replayed after a logger restart may have lost its end: it gets this long, not turn_timeout_s."""
-
-
-@dataclass
-class LoggerSettings:
-    path: str = "logs/turns.jsonl"
-    """Where turn records are appended."""
-    turn_timeout_s: float = 120.0
-    """A turn with no news for this long is written out as timed out."""
-    max_bytes: int = 10_000_000
-    """The record file is rotated (turns.jsonl.1, .2, ...) before it passes this size; 0 never rotates."""
-    backups: int = 5
-    """Rotated files kept."""
-    earcon_wait_s: float = 10.0
-    """After the player died mid-turn: how long to wait for the restarted one to sound the error earcon."""
-
-
-def _finite(value: Any) -> Any:
-    """`value` with NaN and infinities (a ts off the bus may be either) as null: JSON has neither."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _opens_turn(msg: Message) -> bool:
-    """Whether `msg` may be the first the logger hears of a turn. An interrupt, and the `stopped` that answers
-    it, only end a turn: for one that never began (anyone may publish them) they must not make a record."""
-    return not isinstance(msg, Interrupt) and not (isinstance(msg, PlayerEvent) and msg.state == "stopped")
+    """Whether `msg` may be the first the logger hears of a turn. An interrupt, the `stopped` that answers it
+    and an error only end a turn: for one that never began (anyone may publish them) they make no record."""
+    return not isinstance(msg, Interrupt | TurnError) and not (isinstance(msg, PlayerEvent) and msg.state == "stopped")
 
 
 class LoggerActor(Actor):
@@ -122,6 +94,9 @@ class LoggerActor(Actor):
         self.next_beat = 0.0
         self.clocks = ClockOffsets()
         self.satellites: dict[str, LinkWatch] = {}
+        self.satellite_hosts: dict[str, str] = {}
+        self.progress = StageProgress(settings.stage_timeout_s)
+        self.next_check = 0.0
 
     def on_start(self) -> None:
         self.records = RecordFile(self.settings.path, self.settings.max_bytes, self.settings.backups)
@@ -190,9 +165,11 @@ class LoggerActor(Actor):
                 self.log.error("journal_not_written", error=str(exc))
             self.journal_error = str(exc)
         timeline = self._timeline(key)
-        timeline.observe(msg, received)
+        timeline.observe(msg, received, len(env.payload))
+        self.progress.saw(msg, received)
         if timeline.complete:
             self._write(key, timeline.record(self.backends))
+        self._check_deadlines(received)
 
     def _beat(self) -> None:
         """The server's heartbeat, once a second, busy or idle."""
@@ -209,6 +186,7 @@ class LoggerActor(Actor):
         if beat.echo_seq >= 0:
             self.clocks.add(beat.session, beat.echo_ts, beat.ts, t)
         new = beat.session not in self.satellites
+        self.satellite_hosts[beat.session] = beat.host
         watch = self.satellites.setdefault(beat.session, LinkWatch(LINK_TIMEOUT_S))
         if watch.beat(t) or new:
             self.log.info("satellite_up", session=beat.session, host=beat.host,
@@ -224,8 +202,8 @@ class LoggerActor(Actor):
         for session, watch in self.satellites.items():
             if watch.poll(t):
                 self.log.warning("satellite_lost", session=session)
-                self._fail_turns(lambda timeline, s=session: timeline.session == s, "link",  # type: ignore[misc]
-                                 f"satellite {session} stopped answering (network down or powered off)")
+                stage, reason = silent_player(session, self.satellite_hosts.get(session, ""))
+                self._fail_turns(lambda timeline, s=session: timeline.session == s, stage, reason)  # type: ignore[misc]
         if self.earcon_due and t >= self.earcon_deadline:
             self.log.warning("player_not_back", turns=[e.turn for e in self.earcon_due])
             self.earcon_due = []
@@ -233,6 +211,18 @@ class LoggerActor(Actor):
             # A restarted actor's own Ready can leave before its connection is up: ask again.
             self.publish(Ping(nonce=0))
             self.next_ping = t + 0.5
+        self._check_deadlines(t)
+
+    def _check_deadlines(self, t: float) -> None:
+        """End the turns whose stage went quiet, and those with no news at all for turn_timeout_s."""
+        if t < self.next_check:
+            return
+        self.next_check = t + DEADLINE_CHECK_S
+        live = [timeline for key, timeline in self.turns.items() if key not in self.recovered]
+        for stalled, stage in self.progress.stalled(live, t):
+            self.log.warning("stage_stalled", stage=stage, session=stalled.session, turn=stalled.turn)
+            self._fail_turns(lambda timeline, s=stalled: timeline is s, stage,  # type: ignore[misc]
+                             self.progress.reason(stage))
         for key, timeline in list(self.turns.items()):
             limit = RECOVERED_TIMEOUT_S if key in self.recovered else self.settings.turn_timeout_s
             if timeline.last_activity < t - limit:
@@ -288,7 +278,7 @@ class LoggerActor(Actor):
         record = redact_value(record)  # an error text or a backend may name a URL with its password
         self._close(key)
         assert self.saved is not None
-        if self.saved.save(key, json.dumps(_finite(record), separators=(",", ":"), allow_nan=False)):
+        if self.saved.save(key, json.dumps(json_safe(record), separators=(",", ":"), allow_nan=False)):
             self.log.info("turn_recorded", turn=key[1], status=record["status"],
                           release_to_first_audio_ms=record["release_to_first_audio_ms"])
         else:  # the turn is over all the same: whoever waits on it hears so, and that its record is not saved

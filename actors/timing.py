@@ -36,6 +36,8 @@ TIMING_FIELDS = (
     "release_to_first_audio_ms", "press_to_first_audio_ms",
 )
 """Every record has these keys (None where a stage did not happen, e.g. no press in a typed turn)."""
+MIN_RATE = 4000
+"""The lowest sample rate counted as audio for the player's deadline."""
 PROBE_FIELDS = ("first_audible_at", "release_to_first_audible_ms")
 """Also in every record, but set only when an `audible` probe records the output device."""
 
@@ -80,8 +82,10 @@ class TurnTimeline:
     error: TurnError | None = None
     transit_ms: list[float] = field(default_factory=list)
     last_activity: float = 0.0
+    audio_s: float = 0.0
+    """Seconds of reply audio seen (what the player has to play: its progress deadline grows by it)."""
 
-    def observe(self, msg: Message, received_at: float) -> None:
+    def observe(self, msg: Message, received_at: float, payload_bytes: int = 0) -> None:
         """Take the marks `msg` carries; the first of each kind counts."""
         if not isinstance(msg, PlayerEvent):  # its ts is when audio started, not when it was sent
             self.transit_ms.append(1000.0 * (received_at - msg.ts))
@@ -108,6 +112,8 @@ class TurnTimeline:
             self.first_chunk = self.first_chunk or msg.ts
             self.last_chunk = msg.ts
             self.chunk_last = self.chunk_last or msg.last
+            if msg.sample_rate >= MIN_RATE:  # a rate off the bus of 0 or 1 must not make hours of audio
+                self.audio_s += payload_bytes / 2 / msg.sample_rate
         elif isinstance(msg, PlayerEvent):
             if msg.state == "started" and self.first_audio is None:
                 self.first_audio = msg.ts

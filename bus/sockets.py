@@ -3,9 +3,7 @@
 Every publisher connects a PUB to the proxy's XSUB side (`pub_addr`) and every
 subscriber a SUB to its XPUB side (`sub_addr`), so actors never need to know
 where the others run. With `curve` keys the proxy is a CURVE server that lets in
-only allow-listed keys (see bus/security.py); a bus that leaves the machine must have them. A satellite's
-key reads only its own session there: its client narrows every subscription to that session's topics
-(bus/codec.py `wire_topic`), and the proxy refuses it any other (bus/session_guard.py).
+only allow-listed keys (see bus/security.py); a bus that leaves the machine must have them.
 """
 
 from __future__ import annotations
@@ -21,21 +19,21 @@ from typing import Any
 import structlog
 import zmq
 
-from bus.codec import CodecError, Envelope, decode, encode, scoped_subscriptions, wire_topic
+from bus.codec import CodecError, Envelope, decode, encode
 from bus.messages import Message
 from bus.security import (
     ALLOWLIST_RELOAD_S,
     REFUSAL_EVENTS,
-    SERVER,
     BusSecurityError,
     CurveGuard,
     CurveKeys,
     Refusal,
     apply_client_keys,
     apply_server_keys,
+    is_local_endpoint,
     require_security,
 )
-from bus.session_guard import forward, judge_subscriptions
+from bus.session_guard import forward
 
 log = structlog.get_logger("bus")
 
@@ -51,6 +49,10 @@ HIGH_WATER_MARK = 10_000
 # HIGH_WATER_MARK messages queued for the dead subscriber. ZMTP heartbeats (PING/PONG, handled by
 # libzmq's I/O thread, so a busy Python actor never misses one) notice the silence in
 # HEARTBEAT_TIMEOUT_MS; the connecting side then reconnects and the SUB re-sends its subscriptions.
+# Only on links that leave the machine: a local peer that dies closes its socket (the kernel says so at
+# once), and one that is only frozen (SIGSTOP, a debugger) must keep its connection, so what it was sent
+# waits in the queue. Dropped by a heartbeat, its messages were lost, and libzmq 4.3.5 aborted the thawed
+# process (`Assertion failed: !_more (src/fq.cpp:80)`: the pipe ended while it read a multipart message).
 HEARTBEAT_IVL_MS = 1000
 """A PING after this long without traffic from the peer."""
 HEARTBEAT_TIMEOUT_MS = 3000
@@ -88,13 +90,22 @@ class BusAddress:
     sub_addr: str = "tcp://127.0.0.1:7751"
     curve: CurveKeys | None = None
     """CURVE keys of this peer; required when an address is not loopback (`require_security`)."""
+    heartbeats: bool | None = None
+    """ZMTP heartbeats on this peer's sockets; None: only when an address leaves the machine (see above)."""
+
+    def wants_heartbeats(self) -> bool:
+        if self.heartbeats is not None:
+            return self.heartbeats
+        return not (is_local_endpoint(self.pub_addr) and is_local_endpoint(self.sub_addr))
 
 
-def _tune(sock: zmq.Socket[bytes]) -> None:
+def _tune(sock: zmq.Socket[bytes], heartbeats: bool) -> None:
     """Options every bus socket gets, client or proxy, before it binds or connects."""
-    for option, value in ((zmq.LINGER, 0), (zmq.MAXMSGSIZE, MAX_FRAME_BYTES),
-                          (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS), (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
-                          (zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS), (zmq.RECONNECT_IVL, RECONNECT_IVL_MS),
+    if heartbeats:
+        for option, value in ((zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS), (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
+                              (zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)):
+            sock.setsockopt(option, value)
+    for option, value in ((zmq.LINGER, 0), (zmq.MAXMSGSIZE, MAX_FRAME_BYTES), (zmq.RECONNECT_IVL, RECONNECT_IVL_MS),
                           (zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS), (zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS),
                           (zmq.TCP_KEEPALIVE, 1), (zmq.TCP_KEEPALIVE_IDLE, TCP_KEEPALIVE_IDLE_S),
                           (zmq.TCP_KEEPALIVE_INTVL, TCP_KEEPALIVE_INTVL_S), (zmq.TCP_KEEPALIVE_CNT, TCP_KEEPALIVE_CNT)):
@@ -180,7 +191,7 @@ def run_proxy(address: BusAddress, ctx: zmq.Context[zmq.Socket[bytes]] | None = 
     xsub = ctx.socket(zmq.XSUB)
     xpub = ctx.socket(zmq.XPUB)
     for sock in (xsub, xpub):
-        _tune(sock)
+        _tune(sock, address.wants_heartbeats())
         sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
         sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
     try:
@@ -212,7 +223,6 @@ def _run_curve_proxy(address: BusAddress, keys: CurveKeys, ctx: zmq.Context[zmq.
         for sock, endpoint in zip((xsub, xpub), monitors, strict=True):
             apply_server_keys(sock, keys)
             sock.monitor(endpoint, REFUSAL_EVENTS)
-        judge_subscriptions(xsub, xpub)
         guard.start_and_wait()  # before bind: with no ZAP handler libzmq would let every key in
         xsub.bind(address.pub_addr)
         xpub.bind(address.sub_addr)
@@ -221,7 +231,7 @@ def _run_curve_proxy(address: BusAddress, keys: CurveKeys, ctx: zmq.Context[zmq.
             ready.set()
         while True:
             # Returns only when the guard says TERMINATE: a key was revoked, or the guard is failing.
-            forward(xsub, xpub, control)  # as zmq.proxy_steerable, checking what each satellite sends and reads
+            forward(xsub, xpub, control)  # as zmq.proxy_steerable, checking what each satellite may send
             if guard.failed:
                 raise BusSecurityError("the bus guard failed; the proxy stops rather than run unchecked")
             _rebind(bound)
@@ -265,15 +275,13 @@ class BusClient:
         self.pub = self.ctx.socket(zmq.PUB)
         self.sub = self.ctx.socket(zmq.SUB)
         for sock in (self.pub, self.sub):
-            _tune(sock)
+            _tune(sock, address.wants_heartbeats())
             if address.curve is not None:
                 apply_client_keys(sock, address.curve)
         self.pub.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
         self.sub.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
         self.pub.connect(address.pub_addr)
         self.sub.connect(address.sub_addr)
-        self.scope = address.curve.name if address.curve is not None and address.curve.name != SERVER else None
-        """A satellite's key may read only its own session (the key's name): `subscribe` narrows to it."""
         for topic in topics:
             self.subscribe(topic)
         # libzmq never reconnects a session it ended for a protocol error (a frame over MAXMSGSIZE from a
@@ -286,13 +294,10 @@ class BusClient:
         self.poller.register(self._hangups, zmq.POLLIN)
 
     def subscribe(self, prefix: str) -> None:
-        """Messages whose kind starts with `prefix` (`""`: all); with a satellite's key, of its own session and
-        the broadcasts only: the proxy would refuse it a subscription that matches other sessions' topics."""
-        for topic in [prefix] if self.scope is None else scoped_subscriptions(prefix, self.scope):
-            self.sub.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
+        self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode("ascii"))
 
     def publish(self, msg: Message, payload: bytes = b"") -> None:
-        self.pub.send_multipart(encode(msg, payload, wire_topic(msg)), copy=len(payload) < 64 * 1024)
+        self.pub.send_multipart(encode(msg, payload), copy=len(payload) < 64 * 1024)
 
     def send_raw(self, frames: list[bytes]) -> None:
         """Publish frames as they are (tests and fuzzing use this to send garbage)."""

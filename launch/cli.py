@@ -64,7 +64,7 @@ def _running(config: dict[str, Any], set_name: str, attach: bool, drop: tuple[st
 
 
 def cmd_talk(args: argparse.Namespace) -> int:
-    from launch.turns import TurnDriver, print_event
+    from launch.turns import TurnDriver, print_event, record_wait_s
 
     overrides: list[str] = []
     if args.attach and (args.input or args.output):
@@ -83,7 +83,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     config = _config(args, overrides)
     with _running(config, args.actors, args.attach):
         driver = TurnDriver(bus_address(config), session=args.session,
-                            source="script" if args.input else "keyboard")
+                            source="script" if args.input else "keyboard", wait_s=record_wait_s(config))
         try:
             if args.input:
                 record = driver.spoken_turn(on_event=print_event)
@@ -150,7 +150,7 @@ def _attach_refused(command: str, option: str) -> int:
 def cmd_say(args: argparse.Namespace) -> int:
     from bus.codec import CodecError, encode
     from bus.messages import Transcript
-    from launch.turns import TurnDriver, print_event
+    from launch.turns import TurnDriver, print_event, record_wait_s
 
     if args.attach and args.output:
         return _attach_refused("say", "--output")
@@ -164,7 +164,8 @@ def cmd_say(args: argparse.Namespace) -> int:
     overrides = ["player.backend=wav", f"player.path={Path(args.output).resolve()}"] if args.output else []
     config = _config(args, overrides)
     with _running(config, "typed", args.attach):
-        driver = TurnDriver(bus_address(config), session=args.session, source="typed")
+        driver = TurnDriver(bus_address(config), session=args.session, source="typed",
+                            wait_s=record_wait_s(config))
         try:
             record = driver.typed_turn(text, on_event=print_event)
         finally:

@@ -49,7 +49,7 @@ RANGES: dict[str, Range] = {
     "tts.length_scale": Range(0, 10, above_low=True), "tts.threads": THREADS, "tts.sample_rate": RATE,
     "tts.espeak_wpm": Range(1, 1000),
     "player.block_ms": Range(0, 1000, above_low=True),
-    "logger.max_bytes": NOT_NEGATIVE, "logger.backups": Range(0, 1000),
+    "logger.max_bytes": NOT_NEGATIVE, "logger.backups": Range(0, 1000), "logger.stage_timeout_s": Range(1, 3600),
     "button.pin": PIN, "button.poll_ms": POSITIVE, "leds.red_pin": PIN, "leds.green_pin": PIN, "leds.blue_pin": PIN,
     "audible.sample_rate": RATE, "audible.block_ms": POSITIVE, "audible.history_s": POSITIVE,
     "audible.level_db": Range(-200, 0), "audible.above_floor_db": NOT_NEGATIVE,

@@ -2,6 +2,10 @@
 
 A `TurnDriver` is a bus client that plays the button (or types the words),
 follows the turn's messages and returns the logger's record of it.
+
+It waits longer than the logger does (`logger.turn_timeout_s` after the last news of the turn, plus
+`RECORD_MARGIN_S`), so a turn the logger ends, a stalled stage included, always comes back as its record;
+what comes back otherwise says what was last heard of the turn, never a bare timeout.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.link import LINK_TIMEOUT_S, LinkWatch
+from actors.logger_settings import LoggerSettings
 from bus.codec import Envelope
 from bus.handshake import prove_path
-from bus.messages import AudioFrame, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnRecord
+from bus.messages import AudioFrame, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnError, TurnRecord
 from bus.push_to_talk import ButtonPublisher, new_turn_id
 from bus.sockets import BusAddress, BusClient
 
@@ -21,12 +26,25 @@ Printer = Callable[[Envelope], None]
 HEADLINE = ("release_to_first_audio_ms", "press_to_first_audio_ms")
 STAGES = ("capture_ms", "stt_ms", "llm_first_token_ms", "llm_total_ms", "tokens_per_s", "persona_ms",
           "tts_first_chunk_ms", "tts_total_ms", "bus_transit_ms_p50")
+RECORD_MARGIN_S = 10.0
+"""How much longer than the logger's own deadline a driver waits for a record."""
+ERROR_GRACE_S = 5.0
+"""After a stage's error for the turn: how long the record may take before the driver reports the error itself."""
+
+
+def record_wait_s(config: dict[str, Any]) -> float:
+    """How long a driver of the set `config` describes waits for a record after the last news of a turn."""
+    return float(config["logger"]["turn_timeout_s"]) + RECORD_MARGIN_S
 
 
 class TurnDriver:
-    def __init__(self, address: BusAddress, session: str = "local", source: str = "script") -> None:
-        self.client = BusClient(address, ("stt.final", "llm.done", "turn.", "audio.in", "player", "ctl.heartbeat"),
-                                name="driver")
+    def __init__(self, address: BusAddress, session: str = "local", source: str = "script",
+                 wait_s: float = LoggerSettings.turn_timeout_s + RECORD_MARGIN_S) -> None:
+        # "say" (a clause at a time) too: news of a long reply, which the wait for its record runs from.
+        self.client = BusClient(address, ("stt.final", "llm.done", "say", "turn.", "audio.in", "player",
+                                          "ctl.heartbeat"), name="driver")
+        self.wait_s = wait_s
+        """Seconds without news of a turn before giving up on its record (see `record_wait_s`)."""
         prove_path(self.client)
         self.link = LinkWatch(LINK_TIMEOUT_S)
         """The server's heartbeats: when they stop, a turn waiting on the server is over."""
@@ -36,7 +54,7 @@ class TurnDriver:
     def close(self) -> None:
         self.client.close()
 
-    def spoken_turn(self, max_speech_s: float = 60.0, timeout_s: float = 120.0,
+    def spoken_turn(self, max_speech_s: float = 60.0, timeout_s: float | None = None,
                     on_event: Printer | None = None) -> dict[str, Any]:
         """Hold the button until a finite mic source (WAV) has given all its audio, then release."""
         self._rearm_link()
@@ -69,12 +87,14 @@ class TurnDriver:
         self.client.publish(Transcript(session=self.session, turn=turn, text=text, source="typed"))
         return turn
 
-    def typed_turn(self, text: str, timeout_s: float = 120.0, on_event: Printer | None = None) -> dict[str, Any]:
+    def typed_turn(self, text: str, timeout_s: float | None = None,
+                   on_event: Printer | None = None) -> dict[str, Any]:
         return self.wait_record(self._type(text), timeout_s, on_event)
 
     def interrupted_turn(self, text: str, after_audio_ms: float = 300.0,
-                         timeout_s: float = 120.0) -> dict[str, Any]:
+                         timeout_s: float | None = None) -> dict[str, Any]:
         """A typed turn cut by a barge-in `after_audio_ms` after Rocky's first audio."""
+        timeout_s = self.wait_s if timeout_s is None else timeout_s
         turn = self._type(text)
         deadline = time.monotonic() + timeout_s
         interrupt_at: float | None = None  # wall clock, like the player's `started` stamp
@@ -115,21 +135,43 @@ class TurnDriver:
                 "error": {"stage": "link", "reason": f"no heartbeat from the server for {LINK_TIMEOUT_S:g} s "
                           "(network down or server restarting); reconnecting by itself"}}
 
-    def wait_record(self, turn: int, timeout_s: float, on_event: Printer | None = None) -> dict[str, Any]:
+    def wait_record(self, turn: int, timeout_s: float | None = None,
+                    on_event: Printer | None = None) -> dict[str, Any]:
+        """The logger's record of `turn`; `timeout_s` (default `wait_s`) counts from the last news of the turn."""
+        timeout_s = self.wait_s if timeout_s is None else timeout_s
         self._rearm_link()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        last_news, last_what = time.monotonic(), "nothing heard of it"
+        error: TurnError | None = None
+        while True:
             env = self.recv(200)
+            t = time.monotonic()
             if not self.link.up and self.link.last_beat is not None:
                 return self._link_lost_record(turn)
+            if error is not None and t - last_news > ERROR_GRACE_S:
+                return self._unrecorded_error(error)
+            if t - last_news > timeout_s:
+                raise TimeoutError(f"turn {turn}: no record from the logger {timeout_s:.0f} s after the last news "
+                                   f"of the turn ({last_what}), though the logger ends every turn before that: "
+                                   "is it running? see logs/actors/logger.log")
             if env is None:
                 continue
             if on_event:
                 on_event(env)
-            if isinstance(env.msg, TurnRecord) and (env.msg.session, env.msg.turn) == (self.session, turn):
+            if (env.msg.session, env.msg.turn) != (self.session, turn):
+                continue
+            if isinstance(env.msg, TurnRecord):
                 self.button.turn_open = False
                 return env.msg.record
-        raise TimeoutError(f"turn {turn}: no record after {timeout_s:.0f} s (is the logger running?)")
+            last_news, last_what = t, f"last heard: {env.topic}"
+            if isinstance(env.msg, TurnError) and error is None:
+                error = env.msg
+
+    def _unrecorded_error(self, error: TurnError) -> dict[str, Any]:
+        """A stage's error for the turn, when the logger wrote no record of it (it never saw the turn begin)."""
+        self.button.turn_open = False
+        return {"session": self.session, "turn": error.turn, "status": "error", "local_only": True,
+                "error": {"stage": error.stage, "reason": f"{error.reason} (the logger wrote no record of this "
+                          f"turn within {ERROR_GRACE_S:g} s: see logs/actors/logger.log)"}}
 
 
 def print_event(env: Envelope, write: Callable[[str], None] = print) -> None:

@@ -1,5 +1,5 @@
-"""Interrupts for turns that never began: the player answers nothing, the logger writes nothing; a real
-turn's interrupt still closes it."""
+"""Interrupts and errors for turns that never began: the player answers nothing, the logger writes nothing;
+a real turn's interrupt or error still closes it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from actors.logger import LoggerActor, LoggerSettings
 from actors.player import PlayerActor, PlayerSettings
 from bus.codec import Envelope
-from bus.messages import Interrupt, Ping, PlayerEvent, Ready, Transcript, TurnRecord
+from bus.messages import Interrupt, Ping, PlayerEvent, Ready, Transcript, TurnError, TurnRecord
 from bus.sockets import BusAddress, BusClient
 from tests.helpers import actor_on_bus
 
@@ -57,5 +57,22 @@ def test_the_logger_writes_no_record_for_interrupts_of_turns_that_never_began(bu
         client.publish(PlayerEvent(session="kitchen", turn=900, state="stopped"))
         records = [e.msg.record for e in until_answer(client, 2) if isinstance(e.msg, TurnRecord)]
         assert [(r["turn"], r["status"]) for r in records] == [(900, "interrupted")]
+    assert [line.count('"turn":900') for line in path.read_text().splitlines()] == [1]
+    assert len(logger.turns) == 0
+
+
+def test_the_logger_writes_no_record_for_errors_of_turns_that_never_began(bus_address: BusAddress,
+                                                                          tmp_path: Path) -> None:
+    path = tmp_path / "turns.jsonl"
+    logger = LoggerActor(LoggerSettings(path=str(path)))
+    with actor_on_bus(logger, bus_address, listen=("turn.record", "ctl.ready")) as client:
+        for turn in range(1, 501):  # anyone may publish a TurnError
+            client.publish(TurnError(session="kitchen", turn=turn, stage="tts", reason="made up"))
+        assert not [e for e in until_answer(client, 1) if isinstance(e.msg, TurnRecord)]
+        client.publish(Transcript(session="kitchen", turn=900, text="hello", source="typed"))
+        client.publish(TurnError(session="kitchen", turn=900, stage="llm", reason="a real failure"))
+        records = [e.msg.record for e in until_answer(client, 2) if isinstance(e.msg, TurnRecord)]
+        assert [(r["turn"], r["status"], r["error"]) for r in records] == [
+            (900, "error", {"stage": "llm", "reason": "a real failure"})]
     assert [line.count('"turn":900') for line in path.read_text().splitlines()] == [1]
     assert len(logger.turns) == 0

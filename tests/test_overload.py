@@ -412,14 +412,17 @@ def free_port() -> int:
 
 
 def test_a_dead_tcp_link_is_noticed_and_made_again() -> None:
-    address = BusAddress(pub_addr=f"tcp://127.0.0.1:{free_port()}", sub_addr=f"tcp://127.0.0.1:{free_port()}")
+    # Loopback stands for a LAN link here: heartbeats are asked for (a local bus goes without them).
+    address = BusAddress(pub_addr=f"tcp://127.0.0.1:{free_port()}", sub_addr=f"tcp://127.0.0.1:{free_port()}",
+                         heartbeats=True)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     ready = threading.Event()
     proxy = threading.Thread(target=run_proxy, args=(address, ctx, ready), daemon=True)
     proxy.start()
     assert ready.wait(5)
     cable = Cable(("127.0.0.1", int(address.sub_addr.rsplit(":", 1)[1])))
-    satellite = BusClient(BusAddress(pub_addr=address.pub_addr, sub_addr=f"tcp://127.0.0.1:{cable.port}"),
+    satellite = BusClient(BusAddress(pub_addr=address.pub_addr, sub_addr=f"tcp://127.0.0.1:{cable.port}",
+                                     heartbeats=True),
                           ("say",), name="satellite")
     server = BusClient(address, name="server")
     try:
