@@ -3,7 +3,9 @@
 Every publisher connects a PUB to the proxy's XSUB side (`pub_addr`) and every
 subscriber a SUB to its XPUB side (`sub_addr`), so actors never need to know
 where the others run. With `curve` keys the proxy is a CURVE server that lets in
-only allow-listed keys (see bus/security.py); a bus that leaves the machine must have them.
+only allow-listed keys (see bus/security.py); a bus that leaves the machine must have them. A satellite's
+key reads only its own session there: its client narrows every subscription to that session's topics
+(bus/codec.py `wire_topic`), and the proxy refuses it any other (bus/session_guard.py).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any
 import structlog
 import zmq
 
-from bus.codec import CodecError, Envelope, decode, encode
+from bus.codec import CodecError, Envelope, decode, encode, scoped_subscriptions, wire_topic
 from bus.messages import Message
 from bus.security import (
     ALLOWLIST_RELOAD_S,
     REFUSAL_EVENTS,
+    SERVER,
     BusSecurityError,
     CurveGuard,
     CurveKeys,
@@ -33,7 +36,7 @@ from bus.security import (
     is_local_endpoint,
     require_security,
 )
-from bus.session_guard import forward
+from bus.session_guard import forward, judge_subscriptions
 
 log = structlog.get_logger("bus")
 
@@ -223,6 +226,7 @@ def _run_curve_proxy(address: BusAddress, keys: CurveKeys, ctx: zmq.Context[zmq.
         for sock, endpoint in zip((xsub, xpub), monitors, strict=True):
             apply_server_keys(sock, keys)
             sock.monitor(endpoint, REFUSAL_EVENTS)
+        judge_subscriptions(xsub, xpub)
         guard.start_and_wait()  # before bind: with no ZAP handler libzmq would let every key in
         xsub.bind(address.pub_addr)
         xpub.bind(address.sub_addr)
@@ -231,7 +235,7 @@ def _run_curve_proxy(address: BusAddress, keys: CurveKeys, ctx: zmq.Context[zmq.
             ready.set()
         while True:
             # Returns only when the guard says TERMINATE: a key was revoked, or the guard is failing.
-            forward(xsub, xpub, control)  # as zmq.proxy_steerable, checking what each satellite may send
+            forward(xsub, xpub, control)  # as zmq.proxy_steerable, checking what each satellite sends and reads
             if guard.failed:
                 raise BusSecurityError("the bus guard failed; the proxy stops rather than run unchecked")
             _rebind(bound)
@@ -282,6 +286,8 @@ class BusClient:
         self.sub.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
         self.pub.connect(address.pub_addr)
         self.sub.connect(address.sub_addr)
+        self.scope = address.curve.name if address.curve is not None and address.curve.name != SERVER else None
+        """A satellite's key may read only its own session (the key's name): `subscribe` narrows to it."""
         for topic in topics:
             self.subscribe(topic)
         # libzmq never reconnects a session it ended for a protocol error (a frame over MAXMSGSIZE from a
@@ -294,10 +300,13 @@ class BusClient:
         self.poller.register(self._hangups, zmq.POLLIN)
 
     def subscribe(self, prefix: str) -> None:
-        self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode("ascii"))
+        """Messages whose kind starts with `prefix` (`""`: all); with a satellite's key, of its own session and
+        the broadcasts only: the proxy would refuse it a subscription that matches other sessions' topics."""
+        for topic in [prefix] if self.scope is None else scoped_subscriptions(prefix, self.scope):
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
 
     def publish(self, msg: Message, payload: bytes = b"") -> None:
-        self.pub.send_multipart(encode(msg, payload), copy=len(payload) < 64 * 1024)
+        self.pub.send_multipart(encode(msg, payload, wire_topic(msg)), copy=len(payload) < 64 * 1024)
 
     def send_raw(self, frames: list[bytes]) -> None:
         """Publish frames as they are (tests and fuzzing use this to send garbage)."""
