@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from actors.base import Actor
 from bus.codec import Envelope
@@ -59,6 +60,33 @@ class ActorThread:
         assert not self.thread.is_alive(), f"{self.actor.name} did not stop"
         if self.error is not None:
             raise self.error
+
+
+class Watched(Actor):
+    """Mixed in before a real actor class (`class WatchedLeds(Watched, LedActor)`): each message its loop has
+    handled is queued, so a test waits for that event instead of polling the actor's state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handled: queue.Queue[Message] = queue.Queue()
+
+    def handle(self, env: Envelope) -> None:
+        try:
+            super().handle(env)
+        finally:
+            self.handled.put(env.msg)
+
+    def wait_handled(self, cls: type[Message], timeout_s: float = 10.0) -> Message:
+        """The next handled message of type `cls` (earlier ones of other types are passed over)."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = self.handled.get(timeout=left)
+            except queue.Empty:
+                break
+            if isinstance(msg, cls):
+                return msg
+        raise AssertionError(f"{self.name} handled no {cls.__name__} within {timeout_s:g} s")
 
 
 def send_all(client: BusClient, send: Sequence[Sendable]) -> None:

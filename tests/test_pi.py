@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from bus.sockets import BusAddress, BusClient
 from pi.button import Debouncer, GpioButtonActor, GpioButtonSettings
 from pi.leds import COLOURS, LedActor, LedSettings
 from pi.pins import FakePins, PinsUnavailable, open_pins
-from tests.helpers import actor_on_bus, collect, of_type
+from tests.helpers import Watched, actor_on_bus, collect, of_type
 
 ROOT = Path(__file__).resolve().parents[1]
 PIN = 17
@@ -28,14 +27,12 @@ UP, DOWN = True, False
 SLOW_BOUNCE = GpioButtonSettings(backend="fake", pin=PIN, debounce_ms=300.0, poll_ms=5.0, session="pi")
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    """Poll a condition of another thread's state, with a deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.01)
-    return True
+class WatchedButton(Watched, GpioButtonActor):
+    """The real button actor; the test waits until its loop has handled what closes a turn."""
+
+
+class WatchedLeds(Watched, LedActor):
+    """The real LED actor; the test waits until its loop has handled a message."""
 
 
 def button_events(client: BusClient, count: int, timeout_s: float = 10.0) -> list[Message]:
@@ -66,7 +63,7 @@ def test_debouncer_ends_a_press_shorter_than_the_window_with_a_release() -> None
 
 def test_bouncing_contacts_give_one_press_and_one_release(bus_address: BusAddress) -> None:
     pins = FakePins()
-    actor = GpioButtonActor(SLOW_BOUNCE, pins=pins)
+    actor = WatchedButton(SLOW_BOUNCE, pins=pins)
     with actor_on_bus(actor, bus_address, listen=["button", "ctl.interrupt"]) as client:
         pins.bounce(PIN, [DOWN, UP, DOWN, UP, DOWN])
         (press,) = button_events(client, 1)
@@ -79,7 +76,8 @@ def test_bouncing_contacts_give_one_press_and_one_release(bus_address: BusAddres
         assert press.turn == release.turn and press.source == "gpio" and press.session == "pi"
         # The record closes the turn, so the next press is a new turn, not a barge-in.
         client.publish(TurnRecord(session="pi", turn=press.turn, record={"status": "ok"}))
-        assert wait_for(lambda: not actor.turn_open)
+        actor.wait_handled(TurnRecord)
+        assert not actor.turn_open
         pins.set_input(PIN, DOWN)
         (again,) = button_events(client, 1)
         assert isinstance(again, ButtonEvent) and again.pressed and again.turn > press.turn
@@ -109,14 +107,15 @@ def test_a_turn_closes_on_its_error_or_the_end_of_its_playback(
         bus_address: BusAddress, closer: Callable[[int], Message]) -> None:
     pins = FakePins()
     settings = dataclasses.replace(SLOW_BOUNCE, debounce_ms=20.0)
-    actor = GpioButtonActor(settings, pins=pins)
+    actor = WatchedButton(settings, pins=pins)
     with actor_on_bus(actor, bus_address, listen=["button", "ctl.interrupt"]) as client:
         pins.set_input(PIN, DOWN)
         (press,) = button_events(client, 1)
         pins.set_input(PIN, UP)
         button_events(client, 1)
         client.publish(closer(press.turn))
-        assert wait_for(lambda: not actor.turn_open)
+        actor.wait_handled(type(closer(press.turn)))
+        assert not actor.turn_open
         pins.set_input(PIN, DOWN)
         got = button_events(client, 1)
         assert [type(m) for m in got] == [ButtonEvent]
@@ -207,14 +206,15 @@ def test_the_led_ignores_older_turns_and_other_satellites(bus_address: BusAddres
 
 def test_a_lost_link_shows_red_until_it_is_back(bus_address: BusAddress) -> None:
     pins = FakePins()
-    actor = LedActor(LedSettings(backend="fake", session="pi", active_low=True), pins=pins)
+    actor = WatchedLeds(LedSettings(backend="fake", session="pi", active_low=True), pins=pins)
     with actor_on_bus(actor, bus_address, listen=["ctl.ready"]) as client:
         lit = {state: tuple(not on for on in rgb) for state, rgb in COLOURS.items()}  # common anode
         assert pins.wait_until(lambda p: colour(p) == lit["idle"], 5)
         actor.link_lost()
         assert colour(pins) == lit["error"]
         client.publish(ButtonEvent(session="pi", turn=1, pressed=True, source="gpio"))
-        assert wait_for(lambda: actor.turn_state == "listening")
+        actor.wait_handled(ButtonEvent)
+        assert actor.turn_state == "listening"
         assert actor.state == "error" and colour(pins) == lit["error"]
         actor.link_ok()
         assert colour(pins) == lit["listening"]
