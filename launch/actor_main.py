@@ -20,6 +20,7 @@ import structlog
 import zmq
 
 from actors.base import Actor
+from actors.table import spec_of
 from bus.endpoints import address_in_use
 from bus.privacy import PRIVATE_UMASK, remember_config
 from launch.config import bus_address, replica_counts, settings_for
@@ -28,63 +29,22 @@ from launch.logsetup import configure_logging
 EXIT_START_FAILED = 2
 
 
-EDGE_ROLES = ("mic", "player", "button", "leds", "audible")
-"""Actors that live on a satellite: with [satellite] session set they serve only its turns."""
-
-
 def build_actor(name: str, config: dict[str, Any]) -> Actor:
     """The actor called `name` (a replica: NAME-i), with its settings and place in the system."""
-    role, _, index = name.partition("-")
-    actor = _build(role, config)
-    if role in EDGE_ROLES:
+    spec = spec_of(name)
+    if spec is None:
+        raise ValueError(f"unknown actor {name!r}")
+    _role, _, index = name.partition("-")
+    actor = spec.actor_class()(settings_for(name, config))
+    if spec.runs_on == "edge":  # with [satellite] session set, it serves only that session's turns
         actor.only_session = config["satellite"]["session"]
+    if spec.watches_link:  # how long the other side may stay silent
+        actor.link.timeout_s = config["satellite"]["link_timeout_s"]  # type: ignore[attr-defined]
     if index:
-        actor.replica = (int(index), replica_counts(config)[role])
+        actor.replica = (int(index), replica_counts(config)[spec.name])
         actor.name = name  # type: ignore[misc]  # Ready and logs name the replica
     actor.max_queued_turns = config["server"]["max_queued_turns"]
     return actor
-
-
-def _build(name: str, config: dict[str, Any]) -> Actor:
-    settings = settings_for(name, config)
-    if name == "mic":
-        from actors.mic import MicActor
-        return MicActor(settings)
-    if name == "vad":
-        from actors.vad import VadActor
-        return VadActor(settings)
-    if name == "stt":
-        from actors.stt import SttActor
-        return SttActor(settings)
-    if name == "llm":
-        from actors.llm import LlmActor
-        return LlmActor(settings)
-    if name == "persona":
-        from actors.persona import PersonaActor
-        return PersonaActor(settings)
-    if name == "tts":
-        from actors.tts import TtsActor
-        return TtsActor(settings)
-    if name == "player":
-        from actors.player import PlayerActor
-        player = PlayerActor(settings)
-        player.link.timeout_s = config["satellite"]["link_timeout_s"]  # how long the server may stay silent
-        return player
-    if name == "logger":
-        from actors.logger import LoggerActor
-        return LoggerActor(settings)
-    if name == "audible":
-        from actors.audible import AudibleActor
-        return AudibleActor(settings)
-    if name == "button":
-        from pi.button import GpioButtonActor
-        return GpioButtonActor(settings)
-    if name == "leds":
-        from pi.leds import LedActor
-        leds = LedActor(settings)
-        leds.link.timeout_s = config["satellite"]["link_timeout_s"]
-        return leds
-    raise ValueError(f"unknown actor {name!r}")
 
 
 MODEL_SETTING = {"stt": "stt.model", "llm": "llm.model", "tts": "tts.voice"}

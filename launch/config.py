@@ -19,28 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.audible import AudibleSettings
-from actors.llm_settings import LlmSettings
-from actors.logger import LoggerSettings
-from actors.mic import MicSettings
-from actors.persona import PersonaSettings
-from actors.player import PlayerSettings
-from actors.stt import SttSettings
-from actors.tts import TtsSettings
-from actors.vad import VadSettings
+from actors.table import ACTORS as ACTOR_TABLE
+from actors.table import PROXY, REPLICABLE, default_sets
 from bus.keys import secure_address
 from bus.sockets import BusAddress
 from launch.config_checks import check_numbers, check_templates
-from pi.button import GpioButtonSettings
-from pi.leds import LedSettings
 
-SETTINGS: dict[str, type] = {
-    "mic": MicSettings, "vad": VadSettings, "stt": SttSettings, "llm": LlmSettings,
-    "persona": PersonaSettings, "tts": TtsSettings, "player": PlayerSettings, "logger": LoggerSettings,
-    "button": GpioButtonSettings, "leds": LedSettings,
-    "audible": AudibleSettings,  # opt-in probe of the output device (tests, CI): in no default set
-}
-ACTORS = ("proxy", *SETTINGS)
+SETTINGS: dict[str, type] = {spec.name: spec.settings for spec in ACTOR_TABLE}
+"""Each actor's config section and its settings class (from the table of actors, actors/table.py)."""
+ACTORS = (PROXY, *SETTINGS)
 
 
 @dataclass
@@ -66,12 +53,7 @@ class ServerSettings:
 
 SECTIONS: dict[str, type] = {**SETTINGS, "satellite": SatelliteSettings, "server": ServerSettings}
 """Every section with a settings class: the actors', then the machine's roles."""
-DEFAULT_SETS: dict[str, list[str]] = {
-    "local": ["proxy", "logger", "mic", "vad", "stt", "llm", "persona", "tts", "player"],
-    "server": ["proxy", "logger", "vad", "stt", "llm", "persona", "tts"],
-    "pi": ["mic", "player", "button", "leds"],
-    "typed": ["proxy", "logger", "llm", "persona", "tts", "player"],
-}
+DEFAULT_SETS: dict[str, list[str]] = default_sets()
 ADDRESS_ENV = "ROCKY_RELAY_BUS"
 """host[:port] of the bus proxy, e.g. 192.168.1.20 (pub on port, sub on port+1)."""
 
@@ -148,9 +130,9 @@ def replica_counts(config: dict[str, Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in config["server"]["replicas"].split(","))):
         match = re.fullmatch(r"(\w+)\s*=\s*(\d+)", item)
-        if not match or match[1] not in ("vad", "stt", "llm", "persona", "tts") or not 1 <= int(match[2]) <= 8:
-            raise ConfigError(f"server.replicas {item!r}: expected ACTOR=N with ACTOR one of vad, stt, llm, "
-                              "persona, tts and N from 1 to 8")
+        if not match or match[1] not in REPLICABLE or not 1 <= int(match[2]) <= 8:
+            raise ConfigError(f"server.replicas {item!r}: expected ACTOR=N with ACTOR one of "
+                              f"{', '.join(REPLICABLE)} and N from 1 to 8")
         counts[match[1]] = int(match[2])
     return counts
 

@@ -32,8 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-EDGE = ("mic", "player", "button", "leds")
-SERVER = ["proxy", "logger", "vad", "stt", "llm", "persona", "tts"]
+from actors.table import default_sets
+
+EDGE = tuple(default_sets()["pi"])
+SERVER = default_sets()["server"]
 SAMPLE = Path(__file__).resolve().parents[1] / "launch" / "samples" / "prompt-3s.wav"
 HOLD_S = 3.4
 """How long the scripted press lasts: the 3 s sample and a little silence after it."""
