@@ -21,28 +21,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from actors.link import HOST, LINK_TIMEOUT_S
+from actors.table import ACTORS
 from actors.timing import TurnTimeline
-from bus.messages import AudioChunk, CaptureEnd, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript
+from bus.messages import Message, Transcript
 
-PIPELINE = ("mic", "stt", "llm", "persona", "tts", "player")
-"""Stages in the order a turn needs them."""
+PIPELINE = tuple(spec.name for spec in ACTORS if spec.waited_on)
+"""Stages in the order a turn needs them: the rows of actors/table.py that a turn waits on."""
 
 
 def producer(msg: Message) -> str | None:
     """The stage whose work `msg` shows (None: not a stage's output, e.g. a button or a typed transcript)."""
-    if isinstance(msg, CaptureEnd):
-        return "mic"
-    if isinstance(msg, Transcript):
-        return "stt" if msg.source == "speech" else None
-    if isinstance(msg, LlmToken | LlmDone):
-        return "llm"
-    if isinstance(msg, Say):
-        return "persona"
-    if isinstance(msg, AudioChunk):
-        return "tts"
-    if isinstance(msg, PlayerEvent):
-        return "player"
-    return None
+    if isinstance(msg, Transcript) and msg.source != "speech":
+        return None  # typed: no stage made it
+    return next((spec.name for spec in ACTORS if spec.waited_on and isinstance(msg, spec.publishes)), None)
 
 
 def waited_stage(timeline: TurnTimeline) -> str | None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from actors.audible import AudibleSettings
 from actors.llm_settings import LlmSettings
-from actors.logger import LoggerSettings
+from actors.logger_settings import LoggerSettings
 from actors.mic import MicSettings
 from actors.persona import PersonaSettings
 from actors.player import PlayerSettings

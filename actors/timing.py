@@ -130,19 +130,14 @@ class TurnTimeline:
             self.error = msg
 
     def waits_on(self, actor: str) -> bool:
-        """Whether this open turn still needs `actor` (a crash of it means the turn cannot finish)."""
-        role = actor.split("-")[0]  # replicas are named stt-2, llm-2, ...
-        spoken = self.press is not None
-        needs = {
-            "proxy": True,  # anything in flight may have been lost with it
-            "mic": spoken and self.capture_ms is None,
-            "stt": spoken and self.transcript is None,
-            "llm": self.llm_done is None,
-            "persona": not self.said_last,
-            "tts": not self.chunk_last,
-            "player": self.finished is None and self.silenced is None,
-        }
-        return needs.get(role, False)
+        """Whether this open turn still needs `actor` (a crash of it means the turn cannot finish): its
+        row's `waited_on` in actors/table.py; replicas are named stt-2, llm-2, ..."""
+        from actors.table import PROXY, spec_of  # the table names this class's fields in its rows
+
+        if actor == PROXY:
+            return True  # anything in flight may have been lost with it
+        spec = spec_of(actor)
+        return bool(spec and spec.waited_on and spec.waited_on(self))
 
     @property
     def complete(self) -> bool:
