@@ -159,7 +159,6 @@ def test_push_to_talk_turns_are_heard_from_the_sink(stack: Stack) -> None:
         assert record["release_to_first_audible_ms"] is not None
         gap_ms = 1000 * (record["first_audible_at"] - record["first_audio_at"])
         assert gap_ms >= -1000 * AUDIBLE_BEFORE_STARTED_S, record
-        assert gap_ms < 1000, f"first audible {gap_ms:.0f} ms after playback started: {record}"
         assert len(sink_audio) > 0.3 * 16000 and not is_silent(sink_audio), "nothing reached relay_sink"
         gaps_ms.append(gap_ms)
         rows.append(f"turn {len(rows) + 1}: mic open {1000 * mic_open_s:6.0f} ms  "
