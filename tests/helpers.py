@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import queue
 import tempfile
 import threading
 import time
+import typing
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from actors.base import Actor
 from bus.codec import Envelope
 from bus.handshake import prove_path, wait_for_actors
-from bus.messages import Message, Shutdown
+from bus.messages import Message, Ping, Ready, Shutdown
 from bus.sockets import BusAddress, BusClient
 
 Sendable = Message | tuple[Message, bytes] | list[bytes]
@@ -131,13 +134,92 @@ def actor_on_bus(actor: Actor, address: BusAddress, listen: Sequence[str] = ("",
         client.close()
 
 
-def run_actor(actor: Actor, address: BusAddress, send: Sequence[Sendable],
-              expect: Sequence[type[Message]], listen: Sequence[str] = ("",), timeout_s: float = 15.0
-              ) -> list[Envelope]:
-    """Start `actor` on the bus, wait for its `Ready`, send `send`, return what came back by `expect`."""
+def run_actor(actor: Actor, address: BusAddress, send: Sequence[Sendable], expect: Sequence[Expected],
+              listen: Sequence[str] = ("",), timeout_s: float = 15.0) -> list[Envelope]:
+    """Start `actor` on the bus, wait for its `Ready`, send `send`; what came back on `listen`, which must be
+    exactly `expect` (see `expect_exactly`): a missing, stray, reordered or duplicated message fails."""
     with actor_on_bus(actor, address, listen, timeout_s) as client:
         send_all(client, send)
-        return collect(client, expect, timeout_s)
+        return expect_exactly(client, expect, timeout_s, sent=send)
+
+
+@dataclass(frozen=True)
+class OneOrMore:
+    """In an expected sequence: one or more messages of `cls` in a row, for a count the test cannot know
+    (a real model's tokens)."""
+
+    cls: type[Message]
+
+
+Expected = type[Message] | OneOrMore
+_barrier_nonces = itertools.count(7_000_000)
+
+
+def expect_exactly(client: BusClient, expect: Sequence[Expected], timeout_s: float,
+                   sent: Sequence[Sendable] = ()) -> list[Envelope]:
+    """The messages `client` receives, which must be `expect` exactly, by type and in order.
+
+    Once the sequence is complete, a `Ping` goes out and everything up to its `Ready` still counts, so a
+    duplicate or a stray message the actor published with the last expected one fails the test (one
+    published later from another thread or socket can slip past). Not counted: echoes of `sent`, the
+    handshake's pings and any `Ready` that answers no `Ping` in `sent`.
+    """
+    client.subscribe("ctl.ready")  # the barrier's answer
+    asked = {m.nonce for m in _messages(sent) if isinstance(m, Ping)}
+    echoes = [m for m in _messages(sent) if not isinstance(m, Ping)]
+    seen: list[Envelope] = []
+    states = _advance({(0, False)}, None, expect)
+    barrier: int | None = None
+    deadline = time.monotonic() + timeout_s
+
+    def names() -> str:
+        return f"expected {[_name(e) for e in expect]}, got {[type(e.msg).__name__ for e in seen]}"
+
+    while time.monotonic() < deadline:
+        if barrier is None and any(i == len(expect) for i, _ in states):
+            barrier = next(_barrier_nonces)
+            client.publish(Ping(nonce=barrier))
+        env = client.recv(timeout_ms=50)
+        if env is None:
+            continue
+        msg = env.msg
+        if isinstance(msg, Ready) and msg.nonce == barrier:
+            if not any(i == len(expect) for i, _ in states):
+                raise AssertionError(names())
+            return seen
+        if isinstance(msg, Ping) or (isinstance(msg, Ready) and msg.nonce not in asked) or msg in echoes:
+            continue
+        seen.append(env)
+        states = _advance(states, type(msg), expect)
+        if not states:
+            raise AssertionError(names())
+    raise AssertionError(f"timed out after {timeout_s:g} s: {names()}")
+
+
+def _advance(states: set[tuple[int, bool]], cls: type | None, expect: Sequence[Expected]) -> set[tuple[int, bool]]:
+    """Where matching can be after one more message of `cls` (None: the start). A state is (how many items
+    of `expect` are matched, whether the last one was a OneOrMore that may take another)."""
+    if cls is None:
+        return states
+    after: set[tuple[int, bool]] = set()
+    for i, repeating in states:
+        if repeating and cls is typing.cast(OneOrMore, expect[i - 1]).cls:
+            after.add((i, True))
+        if i < len(expect):
+            item = expect[i]
+            if isinstance(item, OneOrMore) and cls is item.cls:
+                after.add((i + 1, True))
+            elif cls is item:
+                after.add((i + 1, False))
+    return after
+
+
+def _messages(sent: Sequence[Sendable]) -> list[Message]:
+    return [item[0] if isinstance(item, tuple) else item for item in sent if not isinstance(item, list)]
+
+
+def _name(item: Expected) -> str:
+    return f"{item.cls.__name__}+" if isinstance(item, OneOrMore) else item.__name__
 
 
 M = TypeVar("M", bound=Message)

@@ -7,6 +7,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from actors.base import Actor
 from actors.llm import LlmActor
@@ -39,7 +40,7 @@ from bus.messages import (
     VadEvent,
 )
 from bus.sockets import BusAddress
-from tests.helpers import Sendable, of_type, run_actor
+from tests.helpers import Sendable, actor_on_bus, expect_exactly, of_type, run_actor
 
 SAMPLES = Path(__file__).resolve().parents[1] / "launch" / "samples"
 TURN = 1_700_000_000_000
@@ -85,7 +86,7 @@ def test_stt_refuses_silence_with_a_turn_error(bus_address: BusAddress) -> None:
 def test_llm_streams_tokens_then_done(bus_address: BusAddress) -> None:
     actor = LlmActor(LlmSettings(backend="echo"), generator=EchoGenerator())
     got = run_actor(actor, bus_address, [Transcript(turn=TURN, text="Where is Erid?")],
-                    expect=[LlmToken, LlmDone], listen=["llm."])
+                    expect=[*[LlmToken] * 5, LlmDone], listen=["llm."])  # "You said: Where is Erid?", by word
     tokens = of_type(got, LlmToken)
     (done,) = of_type(got, LlmDone)
     assert "".join(t.text for t in tokens) == done.text == "You said: Where is Erid?"
@@ -138,10 +139,19 @@ def test_player_writes_the_reply_and_reports_it(bus_address: BusAddress, tmp_pat
 
 
 def test_mic_streams_a_wav_between_press_and_release(bus_address: BusAddress) -> None:
-    mic = MicActor(MicSettings(backend="wav", path=str(SAMPLES / "prompt-1s.wav"), realtime=False))
-    got = run_actor(mic, bus_address, [ButtonEvent(turn=TURN, pressed=True)],
-                    expect=[AudioFrame], listen=["audio.in"])
-    assert of_type(got, AudioFrame)[0].seq == 0
+    path = SAMPLES / "prompt-1s.wav"
+    count = -(-len(load_pcm16_mono(path)) // 320)  # 20 ms frames, the last one padded
+    mic = MicActor(MicSettings(backend="wav", path=str(path), realtime=False))
+    with actor_on_bus(mic, bus_address, listen=["audio.in"]) as client:
+        press = ButtonEvent(turn=TURN, pressed=True)
+        client.publish(press)
+        frames = of_type(expect_exactly(client, [AudioFrame] * count, 15, sent=[press]), AudioFrame)
+        release = ButtonEvent(turn=TURN, pressed=False)
+        client.publish(release)
+        (end,) = of_type(expect_exactly(client, [CaptureEnd], 15, sent=[release]), CaptureEnd)
+    assert [f.seq for f in frames] == list(range(count)) and {f.turn for f in frames} == {TURN}
+    assert [f.source_end for f in frames] == [False] * (count - 1) + [True]
+    assert (end.turn, end.frames, end.duration_ms) == (TURN, count, 20.0 * count)
 
 
 def test_mic_refuses_a_bad_wav_and_stays_alive(bus_address: BusAddress, tmp_path: Path) -> None:
@@ -161,6 +171,20 @@ class Exploding(Actor):
 
     def handle(self, env: Envelope) -> None:
         raise RuntimeError("kaboom")
+
+
+class Twice(Actor):
+    name = "twice"
+    topics = ("stt.final",)
+
+    def handle(self, env: Envelope) -> None:
+        for _ in range(2):  # the bug run_actor must catch: one message published twice
+            self.publish(Say(turn=env.msg.turn, text="once", index=0))
+
+
+def test_run_actor_fails_on_a_duplicate(bus_address: BusAddress) -> None:
+    with pytest.raises(AssertionError, match=r"expected \['Say'\], got \['Say', 'Say'\]"):
+        run_actor(Twice(), bus_address, [Transcript(turn=TURN, text="hi")], expect=[Say], listen=["say"])
 
 
 def test_a_failing_handler_ends_the_turn_not_the_actor(bus_address: BusAddress) -> None:
