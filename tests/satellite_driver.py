@@ -34,10 +34,9 @@ from zmq.auth import load_certificate
 
 from audio.wav import TARGET_RATE, load_pcm16_mono
 from bus.codec import Envelope
-from bus.handshake import prove_path
+from bus.handshake import prove_path, wait_for_actors
 from bus.keys import load_keys
-from bus.messages import AudioFrame, Heartbeat, Ping, Ready, Transcript
-from bus.push_to_talk import ButtonPublisher
+from bus.messages import AudioFrame, Heartbeat, Ping, Transcript
 from bus.security import CurveKeys
 from bus.sockets import BusAddress, BusClient
 from launch.config import bus_address, load_config
@@ -59,60 +58,11 @@ def emit(event: str, **fields: Any) -> None:
         print(json.dumps({"event": event, **fields}), flush=True)
 
 
-class EdgeSupervisor(Supervisor):
-    """Stops only its own children: `Supervisor.stop` publishes `Shutdown()` naming no actor, which every actor
-    on the bus obeys, so from a satellite it would stop the server's actors and the other satellites'."""
-
-    def stop(self, grace_s: float = 5.0) -> None:
-        if self.stopping.is_set():
-            return
-        self.stopping.set()
-        self._signal_all(signal.SIGTERM)  # actor_main stops cleanly on SIGTERM
-        self._wait_exit(set(self.children), grace_s)
-        self._signal_all(signal.SIGKILL)
-        self._wait_exit(set(self.children), 2.0)
-        if self.monitor is not None:
-            self.monitor.join(timeout=2)
-
-
-class HostButton(ButtonPublisher):
-    """Presses one at a time across this host's satellites, each turn with its own id: ids are press times
-    in ms, and TurnDriver matches frames and records by turn id alone, not session, so two satellites that
-    press in the same millisecond would take each other's records."""
-
-    lock = threading.Lock()
-    last = 0
-
-    def press(self) -> int:
-        with HostButton.lock:
-            self.turn = max(self.turn, HostButton.last)  # new_turn_id(turn) is then past every id issued here
-            HostButton.last = super().press()
-            return HostButton.last
-
-
-def own_actors_answer(client: BusClient, supervisor: Supervisor, timeout_s: float) -> None:
-    """Ping until this satellite's own mic and player (by pid) answer: `wait_for_actors` takes any actor's
-    `Ready` of the right name, another satellite's mic included."""
-    client.subscribe("ctl.ready")
-    want = {name: supervisor.pid(name) for name in supervisor.children}
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout_s
-    while seen != set(want):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"own actors not answering: {sorted(set(want) - seen)}")
-        client.publish(Ping(nonce=next(_nonces)))
-        step_end = time.monotonic() + 0.2
-        while (left := step_end - time.monotonic()) > 0:
-            env = client.recv(timeout_ms=left * 1000)
-            if env is not None and isinstance(env.msg, Ready) and want.get(env.msg.actor) == env.msg.pid:
-                seen.add(env.msg.actor)
-
-
 class Satellite:
     def __init__(self, session: str, overrides: list[str], log_dir: Path) -> None:
         self.session = session
         self.config = load_config(None, [*overrides, f"satellite.session={session}"])
-        self.supervisor = EdgeSupervisor(self.config, EDGE, log_dir=log_dir / session)
+        self.supervisor = Supervisor(self.config, EDGE, log_dir=log_dir / session)
         self.driver: TurnDriver | None = None
         self.busy = threading.Lock()
         """A TurnDriver's socket belongs to one thread at a time."""
@@ -120,7 +70,6 @@ class Satellite:
     def start(self) -> TurnDriver:
         self.supervisor.start(timeout_s=60)
         self.driver = TurnDriver(bus_address(self.config), session=self.session)
-        self.driver.button = HostButton(self.driver.client, session=self.session, source="script")
         # Ready once the server's beats arrive and our player answers them, as a Pi's LEDs turn green.
         if not self.linked(self.driver, time.monotonic() + 30):
             raise TimeoutError(f"{self.session}: no heartbeat exchange with the server")
@@ -139,7 +88,8 @@ class Satellite:
 
             def on_event(env: Envelope) -> None:
                 nonlocal framed, spoke
-                framed = framed or (isinstance(env.msg, AudioFrame) and env.msg.turn == driver.button.turn)
+                framed = framed or (isinstance(env.msg, AudioFrame)
+                                    and (env.msg.session, env.msg.turn) == (self.session, driver.button.turn))
                 # Under way: the server echoed a frame of the turn, and the driver's link watch is armed (it
                 # starts over at each press and arms at the first server beat of the turn).
                 if framed and not spoke and driver.link.last_beat is not None:
@@ -168,7 +118,8 @@ class Satellite:
                 raise TimeoutError(f"turn {turn}: no frame of it came back through the server")
             wait_ms = 100.0 if release_at is None else max(0.0, 1000 * (release_at - time.time()))
             env = driver.recv(wait_ms)
-            if release_at is None and env is not None and isinstance(env.msg, AudioFrame) and env.msg.turn == turn:
+            if (release_at is None and env is not None and isinstance(env.msg, AudioFrame)
+                    and (env.msg.session, env.msg.turn) == (driver.session, turn)):
                 release_at = env.msg.ts - env.msg.seq * FRAME_S + duration_s + tail_s
         driver.button.release()
         return driver.wait_record(turn, 120)
@@ -184,7 +135,9 @@ class Satellite:
                 player_beat = player_beat or (env.msg.role == "edge" and env.msg.session == self.session)
         try:
             prove_path(driver.client, timeout_s=max(0.1, deadline - time.monotonic()))
-            own_actors_answer(driver.client, self.supervisor, max(0.1, deadline - time.monotonic()))
+            # Our own mic and player (by pid): another satellite's of the same names are not ours.
+            wait_for_actors(driver.client, set(self.supervisor.children), max(0.1, deadline - time.monotonic()),
+                            pids=self.supervisor.pid)
         except TimeoutError:
             return False
         return server_beat and player_beat
