@@ -41,8 +41,9 @@ def refusal(user: str, frames: list[bytes]) -> str:
     except CodecError as exc:
         return f"not a message ({exc})"
     # The bare kind reaches only unscoped subscriptions, which only the server's peers may hold.
-    if bytes(frames[0]) not in (wire_topic(msg).encode(), topic_for(msg).encode()):
-        return f"topic {bytes(frames[0])[:60]!r} is not {wire_topic(msg)!r}"
+    topic = bytes(frames[0]).decode("ascii")  # decode checked that it is
+    if topic != wire_topic(msg) and topic != topic_for(msg):
+        return f"topic {topic[:60]!r} is not {wire_topic(msg)!r}"
     if isinstance(msg, PRESENCE):
         return ""
     if scope_of(msg) is None:  # every peer would read it: Shutdown, ActorDown, a server heartbeat
