@@ -229,3 +229,25 @@ def spy_until(spy: zmq.Socket[bytes], server: BusClient, marker: str, timeout_s:
             if isinstance(msg, Say) and msg.text == marker:
                 return got
     raise AssertionError(f"hall's raw socket never got {marker!r}; got {[t for t, _ in got]}")
+
+
+def test_every_edge_actors_subscriptions_narrow_to_what_the_proxy_allows() -> None:
+    """Each edge actor's topics (and the control ones every actor gets), as a satellite's BusClient narrows
+    them: all allowed for its own key, each kind it asked for still heard in its own session, the server's
+    heartbeats and the Pings heard too, and none of it allowed for another satellite's key."""
+    from actors.base import CONTROL_PREFIX
+    from actors.table import ACTORS
+    from bus.codec import KINDS, scoped_subscriptions, scoped_topic
+
+    edge = [spec for spec in ACTORS if spec.runs_on == "edge"]
+    assert {spec.name for spec in edge} >= {"mic", "player", "button", "leds"}
+    for spec in edge:
+        prefixes = (*spec.actor_class().topics, CONTROL_PREFIX)  # type: ignore[attr-defined]
+        narrowed = [s.encode() for p in prefixes for s in scoped_subscriptions(p, "kitchen")]
+        assert all(subscription_refusal("kitchen", s) == "" for s in narrowed), (spec.name, narrowed)
+        assert [s for s in narrowed if subscription_refusal("hall", s) == ""] == [
+            s for s in narrowed if b"/*/" in s], spec.name  # hall may share only the broadcasts
+        wanted = [scoped_topic(k, "kitchen") for p in prefixes for k in KINDS if k.startswith(p)]
+        wanted += ["ctl.heartbeat/*/", "ctl.ping/*/"]
+        for topic in wanted:
+            assert any(topic.encode().startswith(s) for s in narrowed), (spec.name, topic)
