@@ -37,6 +37,7 @@ from bus.security import (
     require_security,
 )
 from bus.session_guard import forward, judge_subscriptions
+from bus.throttle import INPUT_HWM, forward_fairly
 
 log = structlog.get_logger("bus")
 
@@ -197,13 +198,14 @@ def run_proxy(address: BusAddress, ctx: zmq.Context[zmq.Socket[bytes]] | None = 
         _tune(sock, address.wants_heartbeats())
         sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
         sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+    xsub.setsockopt(zmq.RCVHWM, INPUT_HWM)  # a publisher's backlog waits in its own memory (bus/throttle.py)
     try:
         if address.curve is None:
             xsub.bind(address.pub_addr)
             xpub.bind(address.sub_addr)
             if ready is not None:
                 ready.set()
-            zmq.proxy(xsub, xpub)
+            forward_fairly(xsub, xpub)  # zmq.proxy, within each publisher's budget: a flood is dropped here
         else:
             _run_curve_proxy(address, address.curve, ctx, xsub, xpub, ready, on_refused, reload_s)
     except zmq.ContextTerminated:
