@@ -80,10 +80,15 @@ class StageProgress:
                 f"ended so it does not hang: see logs/actors/{stage}.log, and logger.stage_timeout_s")
 
 
+LOCAL_SESSION = "local"
+"""Messages' default session: the one of a set on one machine (a satellite always has its own)."""
+
+
 def silent_player(session: str, host: str) -> tuple[str, str]:
-    """(stage, reason) for a session whose player stopped answering the server's heartbeats. On another host
-    that is the link (or the satellite); on this one there is no network in between: the player is stalled."""
-    if host == HOST:
+    """(stage, reason) for a session whose player stopped answering the server's heartbeats. A satellite's is
+    the link (or the satellite); the local set's has no network in between: the player is stalled. (Host
+    names alone do not tell: a satellite in a network namespace of this machine has the same one.)"""
+    if session == LOCAL_SESSION and host == HOST:
         return "player", (f"player made no progress: it stopped answering the heartbeat for {LINK_TIMEOUT_S:g} s "
                           "(stopped, hung or overloaded); see logs/actors/player.log")
     return "link", f"satellite {session} stopped answering (network down or powered off)"
