@@ -22,6 +22,7 @@ import zmq
 from bus.codec import BROADCAST, CodecError, decode, scope_of, wire_topic
 from bus.messages import Ping, Ready, topic_for
 from bus.security import SERVER
+from bus.throttle import PublisherBudgets
 
 log = structlog.get_logger("bus.session_guard")
 
@@ -107,17 +108,24 @@ def forward(xsub: zmq.Socket[bytes], xpub: zmq.Socket[bytes], control: zmq.Socke
     (set up by `judge_subscriptions`): returns when `control` says TERMINATE."""
     dropped = dropped or Dropped()
     refused = refused or Dropped("peer_subscription_refused")
+    budgets = PublisherBudgets()  # a flood is dropped here, not at the actors' queues (bus/throttle.py)
+
+    def within_budget(frames: list[zmq.Frame]) -> None:
+        if budgets.admit(frames):
+            _pass(frames, xpub, dropped)
+
     poller = zmq.Poller()
     for sock in (xsub, xpub, control):
         poller.register(sock, zmq.POLLIN)
     while True:
         ready = dict(poller.poll())
+        budgets.tick()
         if control in ready and control.recv() == b"TERMINATE":
             return
         if xpub in ready:
             _move(xpub, lambda frames: _subscribe(frames, xpub, refused))
         if xsub in ready:
-            _move(xsub, lambda frames: _pass(frames, xpub, dropped))
+            _move(xsub, within_budget)
 
 
 def _move(sock: zmq.Socket[bytes], on_message: Callable[[list[zmq.Frame]], None]) -> None:
