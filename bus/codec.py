@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import msgpack
@@ -201,6 +201,8 @@ def _matches(value: Any, expected: Any) -> bool:
         return isinstance(value, list) and all(_matches(v, item) for v in value)
     if origin is dict:
         return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if origin is Literal:  # a closed set of values (bus/messages.py): anything else is refused
+        return any(value == choice and type(value) is type(choice) for choice in typing.get_args(expected))
     if expected is Any:
         return True
     raise TypeError(f"codec cannot check field type {expected}")  # a programming error

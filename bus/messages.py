@@ -11,24 +11,34 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 PROTOCOL_VERSION = 1
 
+ButtonSource = Literal["keyboard", "gpio", "script", "typed"]
+TranscriptSource = Literal["speech", "typed"]
+PlayerState = Literal["started", "finished", "stopped"]
+LinkRole = Literal["server", "edge"]
+"""The closed sets of values some fields take; the codec refuses any other (bus/codec.py `_matches`)."""
+
 REGISTRY: dict[str, type[Message]] = {}
 """wire name -> message class; filled by the @message decorator."""
+TOPICS: dict[type[Message], str] = {}
+"""message class -> the kind it travels as on the bus (its topic); filled by the @message decorator."""
 
 M = TypeVar("M", bound="type[Message]")
 
 
-def message(wire_name: str) -> Any:
-    """Register a message class under `wire_name` (unique, short, stable)."""
+def message(wire_name: str, topic: str) -> Any:
+    """Register a message class under `wire_name` (unique, short, stable), travelling as `topic`: the kind
+    subscribers filter on by prefix, so related kinds share a stem (`llm.token`, `llm.done`)."""
 
     def register(cls: M) -> M:
         if wire_name in REGISTRY:
             raise ValueError(f"wire name {wire_name!r} registered twice")
         cls.WIRE_NAME = wire_name
         REGISTRY[wire_name] = cls
+        TOPICS[cls] = topic
         return cls
 
     return register
@@ -57,21 +67,21 @@ class Message:
 # --- push-to-talk -----------------------------------------------------------------
 
 
-@message("btn")
+@message("btn", topic="button")
 @dataclass(frozen=True, kw_only=True)
 class ButtonEvent(Message):
     """The push-to-talk button went down or up."""
 
     pressed: bool
     """True on press (a turn begins), False on release (speech is over)."""
-    source: str = "keyboard"
-    """keyboard, gpio, script or typed."""
+    source: ButtonSource = "keyboard"
+    """Which kind of button."""
 
 
 # --- audio in -----------------------------------------------------------------------
 
 
-@message("frame")
+@message("frame", topic="audio.in")
 @dataclass(frozen=True, kw_only=True)
 class AudioFrame(Message):
     """One block of microphone audio; the PCM (int16 mono) is the payload frame."""
@@ -85,7 +95,7 @@ class AudioFrame(Message):
     """True on the last frame a finite source (a WAV file) has to give."""
 
 
-@message("capend")
+@message("capend", topic="audio.in.end")
 @dataclass(frozen=True, kw_only=True)
 class CaptureEnd(Message):
     """The mic stopped capturing for a turn (the button was released)."""
@@ -96,7 +106,7 @@ class CaptureEnd(Message):
     """Audio captured, in milliseconds."""
 
 
-@message("vad")
+@message("vad", topic="vad")
 @dataclass(frozen=True, kw_only=True)
 class VadEvent(Message):
     """Voice activity changed within the turn's audio."""
@@ -110,7 +120,7 @@ class VadEvent(Message):
 # --- words --------------------------------------------------------------------------
 
 
-@message("text")
+@message("text", topic="stt.final")
 @dataclass(frozen=True, kw_only=True)
 class Transcript(Message):
     """What the user said (or typed)."""
@@ -123,15 +133,15 @@ class Transcript(Message):
     """How much audio the transcript covers."""
     compute_ms: float = 0.0
     """Time the recogniser spent on it."""
-    source: str = "speech"
-    """speech or typed."""
+    source: TranscriptSource = "speech"
+    """Spoken (through STT) or typed."""
     settled: bool = False
     """Partial made after VAD saw speech stop: it covers every word heard so far."""
     reused_partial: bool = False
     """Final that reuses the settled partial because VAD heard nothing after it."""
 
 
-@message("tok")
+@message("tok", topic="llm.token")
 @dataclass(frozen=True, kw_only=True)
 class LlmToken(Message):
     """A piece of the reply as the LLM produces it."""
@@ -142,7 +152,7 @@ class LlmToken(Message):
     """Position of the piece in the reply, from 0."""
 
 
-@message("llmdone")
+@message("llmdone", topic="llm.done")
 @dataclass(frozen=True, kw_only=True)
 class LlmDone(Message):
     """The LLM finished (or gave up on) the reply."""
@@ -164,7 +174,7 @@ class LlmDone(Message):
     (its tokens were held back until the final confirmed them)."""
 
 
-@message("say")
+@message("say", topic="say")
 @dataclass(frozen=True, kw_only=True)
 class Say(Message):
     """A persona-shaped clause to speak."""
@@ -180,7 +190,7 @@ class Say(Message):
 # --- audio out ----------------------------------------------------------------------
 
 
-@message("chunk")
+@message("chunk", topic="audio.out")
 @dataclass(frozen=True, kw_only=True)
 class AudioChunk(Message):
     """Synthesised speech; the PCM (int16 mono) is the payload frame."""
@@ -196,12 +206,12 @@ class AudioChunk(Message):
     """True on the reply's final chunk (its payload may be empty)."""
 
 
-@message("player")
+@message("player", topic="player")
 @dataclass(frozen=True, kw_only=True)
 class PlayerEvent(Message):
     """What the player did with a turn's audio."""
 
-    state: str
+    state: PlayerState
     """started (first audio handed to the device), finished, or stopped (interrupted)."""
     audio_ms: float = 0.0
     """Audio played so far."""
@@ -214,7 +224,7 @@ class PlayerEvent(Message):
 # --- control ------------------------------------------------------------------------
 
 
-@message("ping")
+@message("ping", topic="ctl.ping")
 @dataclass(frozen=True, kw_only=True)
 class Ping(Message):
     """Asks every actor to answer with `Ready`; also measures the bus."""
@@ -223,7 +233,7 @@ class Ping(Message):
     """Echoed back in the answer."""
 
 
-@message("ready")
+@message("ready", topic="ctl.ready")
 @dataclass(frozen=True, kw_only=True)
 class Ready(Message):
     """An actor is connected, has loaded its models and can work."""
@@ -238,7 +248,7 @@ class Ready(Message):
     """The `Ping` nonce this answers (0 when announced unasked)."""
 
 
-@message("interrupt")
+@message("interrupt", topic="ctl.interrupt")
 @dataclass(frozen=True, kw_only=True)
 class Interrupt(Message):
     """Stop everything for this session and turn (barge-in)."""
@@ -247,7 +257,7 @@ class Interrupt(Message):
     """Why."""
 
 
-@message("shutdown")
+@message("shutdown", topic="ctl.shutdown")
 @dataclass(frozen=True, kw_only=True)
 class Shutdown(Message):
     """The actors named (or all, when empty) whose process ids are listed stop cleanly."""
@@ -262,7 +272,7 @@ class Shutdown(Message):
 # --- turn bookkeeping ---------------------------------------------------------------
 
 
-@message("error")
+@message("error", topic="turn.error")
 @dataclass(frozen=True, kw_only=True)
 class TurnError(Message):
     """A stage could not do its part of a turn; the turn ends here."""
@@ -273,7 +283,7 @@ class TurnError(Message):
     """What went wrong, in words a user can act on."""
 
 
-@message("record")
+@message("record", topic="turn.record")
 @dataclass(frozen=True, kw_only=True)
 class TurnRecord(Message):
     """The logger's finished record of a turn (the same as its JSONL line)."""
@@ -282,7 +292,7 @@ class TurnRecord(Message):
     """Every timing and text of the turn; see actors/timing.py for the fields."""
 
 
-@message("audible")
+@message("audible", topic="audio.heard")
 @dataclass(frozen=True, kw_only=True)
 class Audible(Message):
     """A probe listening to the output device heard the reply's first sound (true first-audible time)."""
@@ -293,7 +303,7 @@ class Audible(Message):
     """What was recorded, e.g. relay_sink.monitor."""
 
 
-@message("down")
+@message("down", topic="ctl.down")
 @dataclass(frozen=True, kw_only=True)
 class ActorDown(Message):
     """The supervisor saw an actor die; turns in flight through it cannot finish."""
@@ -306,7 +316,7 @@ class ActorDown(Message):
     """Wall-clock seconds when the supervisor saw it die: turns begun after that are not its victims."""
 
 
-@message("beat")
+@message("beat", topic="ctl.heartbeat")
 @dataclass(frozen=True, kw_only=True)
 class Heartbeat(Message):
     """'I am here', once a second, from the server (role "server") and from each satellite (role "edge").
@@ -315,8 +325,8 @@ class Heartbeat(Message):
     `ts`: from the four times the server estimates the satellite's clock offset (as NTP does).
     """
 
-    role: str
-    """server or edge."""
+    role: LinkRole
+    """Which side beats: the server's logger or a satellite's player."""
     host: str = ""
     seq: int = 0
     echo_seq: int = -1
@@ -325,31 +335,8 @@ class Heartbeat(Message):
     """That beat's `ts`, as the server stamped it."""
 
 
-TOPICS: dict[type[Message], str] = {
-    ButtonEvent: "button",
-    AudioFrame: "audio.in",
-    CaptureEnd: "audio.in.end",
-    VadEvent: "vad",
-    LlmToken: "llm.token",
-    LlmDone: "llm.done",
-    Say: "say",
-    AudioChunk: "audio.out",
-    PlayerEvent: "player",
-    Ping: "ctl.ping",
-    Ready: "ctl.ready",
-    Interrupt: "ctl.interrupt",
-    Shutdown: "ctl.shutdown",
-    TurnError: "turn.error",
-    TurnRecord: "turn.record",
-    Audible: "audio.heard",
-    ActorDown: "ctl.down",
-    Heartbeat: "ctl.heartbeat",
-}
-"""Default topic of each message class; Transcript picks stt.partial or stt.final."""
-
-
 def topic_for(msg: Message) -> str:
-    """The topic a message is published on."""
+    """The kind a message travels as: its class's topic; a partial transcript is `stt.partial`."""
     if isinstance(msg, Transcript):
         return "stt.final" if msg.final else "stt.partial"
     return TOPICS[type(msg)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from bus.messages import ButtonEvent, Interrupt
+from bus.messages import ButtonEvent, ButtonSource, Interrupt
 from bus.sockets import BusClient
 
 
@@ -20,7 +20,7 @@ def new_turn_id(last: int = 0) -> int:
 class ButtonPublisher:
     """Publishes press/release for one session and remembers the turn in flight."""
 
-    def __init__(self, client: BusClient, session: str = "local", source: str = "keyboard") -> None:
+    def __init__(self, client: BusClient, session: str = "local", source: ButtonSource = "keyboard") -> None:
         self.client = client
         self.session = session
         self.source = source

@@ -18,7 +18,7 @@ from actors.link import LINK_TIMEOUT_S, LinkWatch
 from actors.logger_settings import LoggerSettings
 from bus.codec import Envelope
 from bus.handshake import prove_path
-from bus.messages import AudioFrame, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnError, TurnRecord
+from bus.messages import AudioFrame, ButtonSource, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnError, TurnRecord
 from bus.push_to_talk import ButtonPublisher, new_turn_id
 from bus.sockets import BusAddress, BusClient
 
@@ -38,7 +38,7 @@ def record_wait_s(config: dict[str, Any]) -> float:
 
 
 class TurnDriver:
-    def __init__(self, address: BusAddress, session: str = "local", source: str = "script",
+    def __init__(self, address: BusAddress, session: str = "local", source: ButtonSource = "script",
                  wait_s: float = LoggerSettings.turn_timeout_s + RECORD_MARGIN_S) -> None:
         # "say" (a clause at a time) too: news of a long reply, which the wait for its record runs from.
         self.client = BusClient(address, ("stt.final", "llm.done", "say", "turn.", "audio.in", "player",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import pytest
@@ -13,7 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus.codec import MAX_HEADER_BYTES, CodecError, Envelope, decode, encode
-from bus.messages import PROTOCOL_VERSION, REGISTRY, Message, Say, Transcript, topic_for
+from bus.messages import (
+    PROTOCOL_VERSION,
+    REGISTRY,
+    ButtonEvent,
+    Heartbeat,
+    Message,
+    PlayerEvent,
+    Say,
+    Transcript,
+    topic_for,
+)
 
 PAYLOAD = b"\x01\x02"
 
@@ -34,7 +44,9 @@ def example(cls: type[Message]) -> Message:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        first, second = _VALUES[hints[f.name]]
+        kind = hints[f.name]
+        choices = typing.get_args(kind)
+        first, second = choices[-2:] if typing.get_origin(kind) is Literal else _VALUES[kind]
         values[f.name] = second if f.default is not dataclasses.MISSING and f.default == first else first
     return cls(**values)
 
@@ -68,7 +80,7 @@ def test_every_registered_message_round_trips(wire_name: str) -> None:
 def test_examples_use_non_default_values() -> None:
     msg = example(Transcript)
     assert isinstance(msg, Transcript)
-    assert msg.final is False and msg.text == "x" and msg.audio_ms == 1.5 and msg.source == "x"
+    assert msg.final is False and msg.text == "x" and msg.audio_ms == 1.5 and msg.source == "typed"
 
 
 @pytest.mark.parametrize(("final", "topic"), [(True, "stt.final"), (False, "stt.partial")])
@@ -192,3 +204,12 @@ def test_random_headers_decode_or_raise_codec_error(head: dict[str, Any], topic:
     if isinstance(outcome, Envelope):
         assert head["t"] == outcome.msg.WIRE_NAME
         assert outcome.topic == topic
+
+
+@pytest.mark.parametrize(("cls", "field", "value"), [(PlayerEvent, "state", "paused"), (Transcript, "source", "fax"),
+                                                     (Heartbeat, "role", "spy"), (ButtonEvent, "source", 1)])
+def test_a_value_outside_a_closed_set_is_refused(cls: type[Message], field: str, value: Any) -> None:
+    good = example(cls)
+    fields = {f.name: getattr(good, f.name) for f in dataclasses.fields(cls)} | {field: value}
+    with pytest.raises(CodecError, match=f"{cls.__name__}.{field}"):
+        decode([b"x", header(t=cls.WIRE_NAME, f=fields)])
