@@ -14,12 +14,12 @@ import os
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 
 from bus.codec import Envelope
-from bus.messages import Interrupt, Message, Ping, Ready, Shutdown, TurnError
+from bus.messages import TOPICS, Interrupt, Message, Ping, Ready, Shutdown, Transcript, TurnError
 from bus.privacy import redact
 from bus.sockets import BusAddress, BusClient
 
@@ -31,12 +31,35 @@ CANCELLED_MEMORY = 512
 """How many interrupted turns an actor remembers, to drop their late messages."""
 
 
+Handler = TypeVar("Handler", bound=Callable[..., None])
+
+
+def on(*types: type[Message]) -> Callable[[Handler], Handler]:
+    """Mark an actor method `(self, msg, payload)` as what handles messages of `types` (see `Actor.handle`)."""
+
+    def mark(method: Handler) -> Handler:
+        method.handles = types  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def topics_of(types: tuple[type[Message], ...]) -> tuple[str, ...]:
+    """The topics messages of `types` travel on (a transcript: partial and final)."""
+    kinds = {kind for cls in types for kind in (("stt.partial", "stt.final") if cls is Transcript
+                                                 else (TOPICS[cls],))}
+    return tuple(sorted(kinds))
+
+
 class Actor:
-    """Subclass, set `name` and `topics`, override the hooks you need."""
+    """Subclass, set `name`, mark a method `@on` each message type it handles, override the hooks you need."""
 
     name: ClassVar[str] = "actor"
+    handlers: ClassVar[dict[type[Message], str]] = {}
+    """Message type -> the name of the method that handles it (from `@on`, inherited too)."""
     topics: tuple[str, ...] = ()
-    """Data topics (prefixes) this actor subscribes to; control topics come free."""
+    """Data topics (prefixes) this actor subscribes to; control topics come free. By default those of the
+    types it handles; an actor that wants fewer (final transcripts only) names them."""
     poll_ms: float = 200.0
     """How long to wait for a message before calling `on_idle`."""
     delivered_when_cancelled: tuple[type[Message], ...] = ()
@@ -50,6 +73,13 @@ class Actor:
     max_queued_turns: int = 0
     """New turns waiting beyond this are refused as busy, so a satellite hears an earcon, not silence;
     0 is unbounded."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.handlers = {**cls.handlers, **{kind: attr for attr, method in vars(cls).items()
+                                           for kind in getattr(method, "handles", ())}}
+        if "topics" not in vars(cls) and cls.handlers:
+            cls.topics = topics_of(tuple(cls.handlers))
 
     def __init__(self) -> None:
         self.log = structlog.get_logger(self.name)
@@ -67,7 +97,10 @@ class Actor:
         return ""
 
     def handle(self, env: Envelope) -> None:
-        """Do the work for one data message."""
+        """Do the work for one data message: the `@on` method of its type; other types are not ours."""
+        method = self.handlers.get(type(env.msg))
+        if method is not None:
+            getattr(self, method)(env.msg, env.payload)
 
     def on_interrupt(self, msg: Interrupt) -> None:
         """Drop whatever is in flight for `msg.session`/`msg.turn`."""

@@ -21,11 +21,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from actors.base import Actor
+from actors.base import Actor, on
 from actors.llm_backends import Generator, make_generator
 from actors.llm_prompt import Conversation, clean, sayable
 from actors.llm_settings import LlmSettings
-from bus.codec import Envelope
 from bus.messages import Interrupt, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript, VadEvent
 
 MAX_TRANSCRIPT_CHARS = 4000
@@ -95,7 +94,6 @@ class ConversationMemory:
 
 class LlmActor(Actor):
     name: ClassVar[str] = "llm"
-    topics = ("stt.", "vad", "say", "player")
     delivered_when_cancelled = (PlayerEvent,)  # the player's `stopped` says what was played
     admits = (Transcript,)  # a final transcript is a new turn: the queue that `max_queued_turns` bounds
 
@@ -118,30 +116,34 @@ class LlmActor(Actor):
     def starts_turn(self, msg: Message) -> bool:
         return isinstance(msg, Transcript) and msg.final
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
-        if isinstance(msg, Say):
-            self._remember_clause(msg)
-        elif isinstance(msg, PlayerEvent):
-            self._played(msg)
-        elif isinstance(msg, Transcript) and msg.text.strip():
-            if msg.final:
-                self._answer(msg)
-            elif self.settings.speculate and self.settings.streaming:
-                self._before_release(msg)
+    @on(Transcript)
+    def _heard(self, msg: Transcript, _payload: bytes) -> None:
+        if not msg.text.strip():
+            return
+        if msg.final:
+            self._answer(msg)
+        elif self.settings.speculate and self.settings.streaming:
+            self._before_release(msg)
+
+    @on(VadEvent)
+    def _speech_news(self, msg: VadEvent, _payload: bytes) -> None:
+        """Nothing to do here: speech starting again matters only to a reply begun before the release,
+        which looks for it in the queue while it generates (`_newer_news`)."""
 
     def on_interrupt(self, msg: Interrupt) -> None:
         self.speculations.pop((msg.session, msg.turn), None)
         self.log.info("interrupted", session=msg.session, turn=msg.turn)
 
     # --- memory of what was really said ------------------------------------------------
-    def _remember_clause(self, msg: Say) -> None:
+    @on(Say)
+    def _remember_clause(self, msg: Say, _payload: bytes = b"") -> None:
         if 0 <= msg.index < MAX_CLAUSES:
             self.clauses.setdefault((msg.session, msg.turn), {})[msg.index] = msg.text[:MAX_CLAUSE_CHARS]
         while len(self.clauses) > 16:
             self.clauses.pop(next(iter(self.clauses)))
 
-    def _played(self, msg: PlayerEvent) -> None:
+    @on(PlayerEvent)
+    def _played(self, msg: PlayerEvent, _payload: bytes = b"") -> None:
         key = (msg.session, msg.turn)
         if msg.state == "stopped":
             said = self.clauses.get(key, {})

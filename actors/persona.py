@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from actors.base import Actor
+from actors.base import Actor, on
 from actors.persona_text import ClauseSplitter, plain_transform, rocky_tidy, rocky_transform
-from bus.codec import Envelope
 from bus.messages import LlmDone, LlmToken, Say
 
 TRANSFORMS: dict[str, Callable[[str], str]] = {
@@ -39,7 +38,6 @@ class PersonaSettings:
 
 class PersonaActor(Actor):
     name: ClassVar[str] = "persona"
-    topics = ("llm.",)
 
     def __init__(self, settings: PersonaSettings) -> None:
         super().__init__()
@@ -53,31 +51,35 @@ class PersonaActor(Actor):
     def backend(self) -> str:
         return self.settings.style
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
-        key = (msg.session, msg.turn)
+    @on(LlmToken)
+    def _piece(self, msg: LlmToken, _payload: bytes) -> None:
         if not self.settings.streaming:  # sequential: one clause, the whole reply, once it is done
-            if isinstance(msg, LlmDone) and not msg.cancelled:
+            return
+        key = (msg.session, msg.turn)
+        splitter = self.splitters.get(key)
+        if splitter is None:
+            splitter = self.splitters[key] = ClauseSplitter(
+                min_chars=self.settings.min_clause_chars, first_clause_words=self.settings.first_clause_words)
+            self._forget_old_turns()
+        for clause in splitter.feed(msg.text):
+            self._say(msg.session, msg.turn, clause, last=False)
+
+    @on(LlmDone)
+    def _reply_done(self, msg: LlmDone, _payload: bytes) -> None:
+        key = (msg.session, msg.turn)
+        if not self.settings.streaming:
+            if not msg.cancelled:
                 self._say(msg.session, msg.turn, msg.text.strip(), last=True)
                 self.said.pop(key, None)
             return
-        if isinstance(msg, LlmToken):
-            splitter = self.splitters.get(key)
-            if splitter is None:
-                splitter = self.splitters[key] = ClauseSplitter(
-                    min_chars=self.settings.min_clause_chars, first_clause_words=self.settings.first_clause_words)
-                self._forget_old_turns()
-            for clause in splitter.feed(msg.text):
-                self._say(msg.session, msg.turn, clause, last=False)
-        elif isinstance(msg, LlmDone):
-            splitter = self.splitters.pop(key, ClauseSplitter())
-            if not msg.cancelled:
-                rest = splitter.flush()
-                for i, clause in enumerate(rest):
-                    self._say(msg.session, msg.turn, clause, last=i == len(rest) - 1)
-                if not rest:  # close the turn downstream even when nothing is left to speak
-                    self._say(msg.session, msg.turn, "", last=True)
-            self.said.pop(key, None)
+        splitter = self.splitters.pop(key, ClauseSplitter())
+        if not msg.cancelled:
+            rest = splitter.flush()
+            for i, clause in enumerate(rest):
+                self._say(msg.session, msg.turn, clause, last=i == len(rest) - 1)
+            if not rest:  # close the turn downstream even when nothing is left to speak
+                self._say(msg.session, msg.turn, "", last=True)
+        self.said.pop(key, None)
 
     def _say(self, session: str, turn: int, clause: str, last: bool) -> None:
         key = (session, turn)

@@ -17,10 +17,9 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from actors.base import Actor
+from actors.base import Actor, on
 from actors.cpu import quiet_thread_pools, threads_for
 from audio.wav import is_silent
-from bus.codec import Envelope
 from bus.messages import AudioFrame, CaptureEnd, Transcript, VadEvent
 
 SAMPLE_RATE = 16000
@@ -157,7 +156,6 @@ class _TurnAudio:
 
 class SttActor(Actor):
     name: ClassVar[str] = "stt"
-    topics = ("audio.in", "vad")
 
     def __init__(self, settings: SttSettings, recognizer: Recognizer | None = None) -> None:
         super().__init__()
@@ -177,23 +175,25 @@ class SttActor(Actor):
     def backend(self) -> str:
         return self.recognizer.description if self.recognizer else self.settings.backend
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
-        key = (msg.session, msg.turn)
-        if isinstance(msg, AudioFrame):
-            audio = self._add_frame(key, msg, env.payload)
-            due = audio is not None and audio.speaking and (
-                audio.samples - audio.partial_samples) >= self.settings.partial_every_ms * SAMPLE_RATE / 1000
-            if audio is not None and due:
-                self._partial(msg, audio, settled=False)
-        elif isinstance(msg, VadEvent):
-            audio = self._turn(key)
-            audio.speaking = msg.speech
-            audio.settled = False
-            if not msg.speech:
-                self._partial(msg, audio, settled=True)
-        elif isinstance(msg, CaptureEnd):
-            self._finish(msg, self.turns.pop(key, _TurnAudio()))
+    @on(AudioFrame)
+    def _frame(self, msg: AudioFrame, payload: bytes) -> None:
+        audio = self._add_frame((msg.session, msg.turn), msg, payload)
+        due = audio is not None and audio.speaking and (
+            audio.samples - audio.partial_samples) >= self.settings.partial_every_ms * SAMPLE_RATE / 1000
+        if audio is not None and due:
+            self._partial(msg, audio, settled=False)
+
+    @on(VadEvent)
+    def _speech_news(self, msg: VadEvent, _payload: bytes) -> None:
+        audio = self._turn((msg.session, msg.turn))
+        audio.speaking = msg.speech
+        audio.settled = False
+        if not msg.speech:
+            self._partial(msg, audio, settled=True)
+
+    @on(CaptureEnd)
+    def _released(self, msg: CaptureEnd, _payload: bytes) -> None:
+        self._finish(msg, self.turns.pop((msg.session, msg.turn), _TurnAudio()))
 
     def on_interrupt(self, msg: object) -> None:
         self.turns = {k: v for k, v in self.turns.items() if not self.is_cancelled(*k)}

@@ -19,10 +19,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from actors.base import Actor
+from actors.base import Actor, on
 from actors.cpu import threads_for
 from actors.tts_backends import EspeakSynthesizer, HttpSynthesizer
-from bus.codec import Envelope
 from bus.messages import AudioChunk, Say
 
 
@@ -149,7 +148,6 @@ def make_synthesizer(settings: TtsSettings) -> Synthesizer:
 
 class TtsActor(Actor):
     name: ClassVar[str] = "tts"
-    topics = ("say",)
 
     def __init__(self, settings: TtsSettings, synthesizer: Synthesizer | None = None) -> None:
         super().__init__()
@@ -164,10 +162,8 @@ class TtsActor(Actor):
     def backend(self) -> str:
         return self.synth.description if self.synth else self.settings.backend
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
-        if not isinstance(msg, Say):
-            return
+    @on(Say)
+    def _speak(self, msg: Say, _payload: bytes) -> None:
         assert self.synth is not None
         key = (msg.session, msg.turn)
         if msg.index == 0:

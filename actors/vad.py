@@ -15,8 +15,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from actors.base import Actor
-from bus.codec import Envelope
+from actors.base import Actor, on
 from bus.messages import AudioFrame, CaptureEnd, VadEvent
 
 FRAME_MS = 20
@@ -58,7 +57,6 @@ class _TurnState:
 
 class VadActor(Actor):
     name: ClassVar[str] = "vad"
-    topics = ("audio.in",)
 
     def __init__(self, settings: VadSettings, detector: SpeechDetector | None = None) -> None:
         super().__init__()
@@ -75,21 +73,20 @@ class VadActor(Actor):
     def backend(self) -> str:
         return f"webrtcvad mode {self.settings.aggressiveness}"
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
+    @on(CaptureEnd)
+    def _released(self, msg: CaptureEnd, _payload: bytes) -> None:
+        state = self.turns.pop((msg.session, msg.turn), None)
+        if state is not None and state.speaking:
+            self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=False,
+                                  audio_ms=float(state.frames * FRAME_MS)))
+
+    @on(AudioFrame)
+    def _frame(self, msg: AudioFrame, payload: bytes) -> None:
         key = (msg.session, msg.turn)
-        if isinstance(msg, CaptureEnd):
-            state = self.turns.pop(key, None)
-            if state is not None and state.speaking:
-                self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=False,
-                                      audio_ms=float(state.frames * FRAME_MS)))
-            return
-        if not isinstance(msg, AudioFrame):
-            return
-        if msg.sample_rate not in VAD_RATES or len(env.payload) != msg.sample_rate * FRAME_MS // 1000 * 2:
+        if msg.sample_rate not in VAD_RATES or len(payload) != msg.sample_rate * FRAME_MS // 1000 * 2:
             # webrtcvad takes only these rates and 10/20/30 ms frames (ours are 20 ms); anything
             # else would make it raise on every frame.
-            self.log.warning("frame_refused", rate=msg.sample_rate, payload_bytes=len(env.payload))
+            self.log.warning("frame_refused", rate=msg.sample_rate, payload_bytes=len(payload))
             return
         assert self.detector is not None
         if key not in self.turns:
@@ -97,10 +94,10 @@ class VadActor(Actor):
                 self.turns.pop(next(iter(self.turns)))
         state = self.turns.setdefault(key, _TurnState())
         state.frames += 1
-        level = frame_dbfs(env.payload)
+        level = frame_dbfs(payload)
         state.peak_db = max(state.peak_db, level)
         quiet = 0 < self.settings.quiet_below_peak_db <= state.peak_db - level
-        voiced = not quiet and self.detector.is_speech(env.payload, msg.sample_rate)
+        voiced = not quiet and self.detector.is_speech(payload, msg.sample_rate)
         state.run = state.run + 1 if voiced != state.speaking else 0
         needed = self.settings.stop_frames if state.speaking else self.settings.start_frames
         if state.run >= needed:

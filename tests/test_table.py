@@ -30,6 +30,13 @@ def test_each_actor_subscribes_to_what_its_row_says_it_handles_and_nothing_else(
                 f"{spec.name} subscribes to {prefix!r}, which no message of its row comes on")
 
 
+def test_actors_that_pick_handlers_by_type_handle_what_their_row_says() -> None:
+    picked = [spec for spec in ACTORS if spec.actor_class().handlers]  # type: ignore[attr-defined]
+    assert {spec.name for spec in picked} >= {"vad", "stt", "llm", "persona", "tts"}
+    for spec in picked:
+        assert set(spec.actor_class().handlers) == set(spec.handles), spec.name  # type: ignore[attr-defined]
+
+
 def test_config_builder_and_sets_come_from_the_table() -> None:
     assert list(SETTINGS) == [spec.name for spec in ACTORS]
     config = load_config(None, ["satellite.session=kitchen", "satellite.link_timeout_s=9"])
