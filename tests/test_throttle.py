@@ -10,13 +10,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 import zmq
 
+from bus import session_guard
 from bus.handshake import prove_path
 from bus.messages import Say
 from bus.sockets import BusAddress, BusClient
 from bus.throttle import BURST_S, Budget, PublisherBudgets, forward_fairly
+from tests.test_curve import curve_bus_of
 
 
 def test_the_buckets_refill_at_their_rates_and_a_frame_bigger_than_the_bucket_waits_for_a_full_one() -> None:
@@ -66,21 +70,34 @@ def budgeted_proxy() -> Iterator[BusAddress]:
 
 
 def test_a_flooding_publisher_loses_its_excess_and_a_quiet_one_loses_nothing() -> None:
-    with budgeted_proxy() as bus_address:
-        flood_and_count(bus_address)
+    with budgeted_proxy() as address:
+        receiver, quiet, rogue = clients = [BusClient(address, ("say",), name="receiver"),
+                                            BusClient(address, name="quiet"), BusClient(address, name="rogue")]
+        try:
+            flood_and_count(receiver, quiet, rogue, quiet_session="quiet", rogue_session="rogue")
+        finally:
+            for client in clients:
+                client.close()
 
 
-def flood_and_count(bus_address: BusAddress) -> None:
-    receiver = BusClient(bus_address, ("say",), name="receiver")
-    quiet = BusClient(bus_address, name="quiet")
-    flood_ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    rogue = BusClient(bus_address, name="rogue", ctx=flood_ctx)
+def test_over_curve_a_flooding_satellite_loses_its_excess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CURVE proxy (bus/session_guard.py) keeps the same budgets: alice floods, bob loses nothing."""
+    monkeypatch.setattr(session_guard, "PublisherBudgets", lambda: PublisherBudgets(lambda: Budget(msgs_per_s=RATE)))
+    with curve_bus_of(tmp_path, ("alice", "bob")) as bus:
+        flood_and_count(bus.client("receiver", bus.address.curve, ("say",)), bus.client("bob", bus.satellites["bob"]),
+                        bus.client("alice", bus.satellites["alice"]), quiet_session="bob", rogue_session="alice")
+
+
+def flood_and_count(receiver: BusClient, quiet: BusClient, rogue: BusClient, quiet_session: str,
+                    rogue_session: str) -> None:
+    """`rogue` sprays from a thread while `quiet` sends 200; `receiver` must hear all of quiet's, and of the
+    rogue's no more than its budget allows."""
     stop = threading.Event()
     sent = [0]
 
     def spray() -> None:  # valid messages, many more a second than a publisher's budget
         while not stop.is_set():
-            rogue.publish(Say(session="rogue", text="flood", index=0))
+            rogue.publish(Say(session=rogue_session, text="flood", index=0))
             sent[0] += 1
 
     spraying = threading.Thread(target=spray, daemon=True)
@@ -89,10 +106,10 @@ def flood_and_count(bus_address: BusAddress) -> None:
             prove_path(client)
         started = time.monotonic()
         spraying.start()
-        heard: dict[str, int] = {"rogue": 0, "quiet": 0}
-        wanted = 200  # 200 a second at most: within the budget
+        heard: dict[str, int] = {rogue_session: 0, quiet_session: 0}
+        wanted = 200  # within the budget's burst, however fast they go
         for index in range(wanted):
-            quiet.publish(Say(session="quiet", text="mine", index=index))
+            quiet.publish(Say(session=quiet_session, text="mine", index=index))
             env = receiver.recv(timeout_ms=5)
             while env is not None:
                 heard[env.msg.session] = heard.get(env.msg.session, 0) + 1
@@ -102,15 +119,13 @@ def flood_and_count(bus_address: BusAddress) -> None:
         while (env := receiver.recv(timeout_ms=500)) is not None:
             heard[env.msg.session] = heard.get(env.msg.session, 0) + 1
         elapsed = time.monotonic() - started
-        print(f"rogue sent {sent[0]}, {heard['rogue']} passed in {elapsed:.1f} s; quiet: {heard['quiet']}/{wanted}")
-        assert heard["quiet"] == wanted
+        print(f"rogue sent {sent[0]}, {heard[rogue_session]} passed in {elapsed:.1f} s; "
+              f"quiet: {heard[quiet_session]}/{wanted}")
+        assert heard[quiet_session] == wanted
         # The rogue's share is its budget over the time it sprayed plus the burst, however much it sent
         # (a loaded machine only makes it send less).
         assert sent[0] > RATE * (elapsed + BURST_S), "the rogue was too slow to pass its budget"
-        assert heard["rogue"] <= RATE * (elapsed + BURST_S)
+        assert heard[rogue_session] <= RATE * (elapsed + BURST_S)
     finally:
         stop.set()
         spraying.join(5)
-        for client in (receiver, quiet, rogue):
-            client.close()
-        flood_ctx.term()
