@@ -32,8 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from actors.base import Actor
-from bus.codec import Envelope
+from actors.base import Actor, on
 from bus.messages import Audible, PlayerEvent, now
 
 ACTIVE_POLL_MS = 5.0
@@ -152,7 +151,6 @@ class _Waiting:
 
 class AudibleActor(Actor):
     name: ClassVar[str] = "audible"
-    topics = ("player",)
 
     def __init__(self, settings: AudibleSettings, stream_factory: Any = None) -> None:
         super().__init__()
@@ -196,9 +194,9 @@ class AudibleActor(Actor):
         if self.ring.total >= self.settings.sample_rate * self.settings.floor_ms / 1000:
             self.recording.set()
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
-        if isinstance(msg, PlayerEvent) and msg.state == "started":
+    @on(PlayerEvent)
+    def _player(self, msg: PlayerEvent, _payload: bytes) -> None:
+        if msg.state == "started":
             key = (msg.session, msg.turn)
             if key not in self.waiting:
                 self.waiting[key] = _Waiting(started_at=msg.ts, deadline=msg.ts + self.settings.timeout_s)

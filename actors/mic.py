@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import zmq
 
-from actors.base import Actor
+from actors.base import Actor, on
 from audio.wav import CLIPPED_WARN_FRACTION, TARGET_RATE, WavError, clipped_fraction, load_pcm16_mono
-from bus.codec import CodecError, Envelope
+from bus.codec import CodecError
 from bus.handshake import prove_path
 from bus.messages import AudioFrame, ButtonEvent, CaptureEnd, Message
 from bus.sockets import BusAddress, BusClient
@@ -74,7 +74,6 @@ class _Capture:
 
 class MicActor(Actor):
     name: ClassVar[str] = "mic"
-    topics = ("button",)
 
     def __init__(self, settings: MicSettings, address: BusAddress | None = None) -> None:
         super().__init__()
@@ -131,10 +130,8 @@ class MicActor(Actor):
         finally:
             client.close()
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
-        if not isinstance(msg, ButtonEvent):
-            return
+    @on(ButtonEvent)
+    def _button(self, msg: ButtonEvent, _payload: bytes) -> None:
         if msg.pressed:
             if self.capture is not None:
                 self._release()

@@ -1,6 +1,6 @@
 """CURVE security of the bus: which keys a peer uses, who may connect, and the guard that enforces it.
 
-The key files are read and written by launch/keys.py; a bus that leaves the machine without keys is
+The key files are read and written by bus/keys.py; a bus that leaves the machine without keys is
 refused here (`require_security`), and the proxy's `CurveGuard` lets in only allow-listed keys.
 """
 
