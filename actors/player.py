@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
-from actors.base import Actor
+from actors.base import Actor, on
 from actors.link import HOST, LINK_TIMEOUT_S, LinkWatch
 from actors.sinks import Sink, SoundDeviceSink, WavFileSink, error_earcon
 from bus.codec import Envelope
@@ -87,48 +87,55 @@ class PlayerActor(Actor):
         while len(self.under_way) > MAX_UNDER_WAY:
             self.under_way.popitem(last=False)
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
+    @on(Transcript)
+    def _question(self, msg: Transcript, _payload: bytes) -> None:
+        if msg.final:
+            self._begun((msg.session, msg.turn))
+
+    @on(AudioChunk)
+    def _chunk(self, msg: AudioChunk, payload: bytes) -> None:
         assert self.sink is not None
-        if isinstance(msg, Transcript):
-            if msg.final:
-                self._begun((msg.session, msg.turn))
-        elif isinstance(msg, AudioChunk):
-            if not 1 <= msg.sample_rate <= MAX_RATE or not 0 <= msg.clause < MAX_CLAUSES or len(env.payload) % 2:
-                self.log.warning("chunk_refused", turn=msg.turn, rate=msg.sample_rate, clause=msg.clause,
-                                 payload_bytes=len(env.payload))
-                return
-            key = (msg.session, msg.turn)
-            self._begun(key)
-            if self.current != key:
-                if self.current is not None:
-                    self._stop("superseded")
-                self.current, self.started_sent, self.last_seen = key, False, False
-                self.held, self.clause_ends, self.written_ms = [], [], 0.0
-                self.sink.begin(msg.session, msg.turn, msg.sample_rate)
-                self.poll_ms = ACTIVE_POLL_MS
-            self.written_ms += 1000.0 * len(env.payload) / 2 / msg.sample_rate
-            while len(self.clause_ends) <= msg.clause:
-                self.clause_ends.append(self.written_ms)
-            self.clause_ends[msg.clause] = self.written_ms
-            if env.payload and self.settings.streaming:
-                self.sink.write(env.payload, msg.sample_rate)
-            elif env.payload:
-                self.held.append(env.payload)
-            if msg.last:
-                if self.held:
-                    self.sink.write(b"".join(self.held), msg.sample_rate)
-                    self.held = []
-                self.last_seen = True
-                self.sink.end()
-            self._report()
-        elif isinstance(msg, TurnError):
-            self.under_way.pop((msg.session, msg.turn), None)
-            if (msg.session, msg.turn) == self.open_turn:
-                self.open_turn = None
-            if (msg.session, msg.turn) != self.current:
-                self.sink.play_earcon(error_earcon())
-        elif isinstance(msg, ButtonEvent) and msg.pressed:
+        if not 1 <= msg.sample_rate <= MAX_RATE or not 0 <= msg.clause < MAX_CLAUSES or len(payload) % 2:
+            self.log.warning("chunk_refused", turn=msg.turn, rate=msg.sample_rate, clause=msg.clause,
+                             payload_bytes=len(payload))
+            return
+        key = (msg.session, msg.turn)
+        self._begun(key)
+        if self.current != key:
+            if self.current is not None:
+                self._stop("superseded")
+            self.current, self.started_sent, self.last_seen = key, False, False
+            self.held, self.clause_ends, self.written_ms = [], [], 0.0
+            self.sink.begin(msg.session, msg.turn, msg.sample_rate)
+            self.poll_ms = ACTIVE_POLL_MS
+        self.written_ms += 1000.0 * len(payload) / 2 / msg.sample_rate
+        while len(self.clause_ends) <= msg.clause:
+            self.clause_ends.append(self.written_ms)
+        self.clause_ends[msg.clause] = self.written_ms
+        if payload and self.settings.streaming:
+            self.sink.write(payload, msg.sample_rate)
+        elif payload:
+            self.held.append(payload)
+        if msg.last:
+            if self.held:
+                self.sink.write(b"".join(self.held), msg.sample_rate)
+                self.held = []
+            self.last_seen = True
+            self.sink.end()
+        self._report()
+
+    @on(TurnError)
+    def _turn_failed(self, msg: TurnError, _payload: bytes) -> None:
+        assert self.sink is not None
+        self.under_way.pop((msg.session, msg.turn), None)
+        if (msg.session, msg.turn) == self.open_turn:
+            self.open_turn = None
+        if (msg.session, msg.turn) != self.current:
+            self.sink.play_earcon(error_earcon())
+
+    @on(ButtonEvent)
+    def _button(self, msg: ButtonEvent, _payload: bytes) -> None:
+        if msg.pressed:
             self.open_turn = (msg.session, msg.turn)
             self._begun(self.open_turn)
 
