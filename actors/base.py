@@ -76,9 +76,11 @@ class Actor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.handlers = {**cls.handlers, **{kind: attr for attr, method in vars(cls).items()
-                                           for kind in getattr(method, "handles", ())}}
-        if "topics" not in vars(cls) and cls.handlers:
+        # Over the whole MRO, so a mixin in front (tests' `Watched`) neither hides nor drops handlers.
+        cls.handlers = {kind: attr for base in reversed(cls.__mro__) for attr, method in vars(base).items()
+                        for kind in getattr(method, "handles", ())}
+        named = any("topics" in vars(base) for base in cls.__mro__ if base is not Actor)
+        if not named and cls.handlers:
             cls.topics = topics_of(tuple(cls.handlers))
 
     def __init__(self) -> None:

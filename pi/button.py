@@ -20,8 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from actors.base import Actor
-from bus.codec import Envelope
+from actors.base import Actor, on
 from bus.handshake import prove_path
 from bus.messages import Interrupt, PlayerEvent, TurnError, TurnRecord
 from bus.push_to_talk import ButtonPublisher
@@ -67,7 +66,6 @@ class Debouncer:
 
 class GpioButtonActor(Actor):
     name: ClassVar[str] = "button"
-    topics = ("turn.", "player")
     poll_ms = 200.0
     # A turn interrupted by someone else still has to close here, or the next press would interrupt it again.
     delivered_when_cancelled = (TurnRecord, TurnError, PlayerEvent)
@@ -109,10 +107,13 @@ class GpioButtonActor(Actor):
         kind = "RPi.GPIO" if self.settings.backend == "gpio" else self.settings.backend
         return f"{kind} BCM {self.settings.pin}"
 
-    def handle(self, env: Envelope) -> None:
-        msg = env.msg
-        if isinstance(msg, TurnRecord | TurnError) or (
-                isinstance(msg, PlayerEvent) and msg.state in ("finished", "stopped")):
+    @on(TurnRecord, TurnError)
+    def _turn_over(self, msg: TurnRecord | TurnError, _payload: bytes) -> None:
+        self._close(msg.session, msg.turn)
+
+    @on(PlayerEvent)
+    def _player(self, msg: PlayerEvent, _payload: bytes) -> None:
+        if msg.state in ("finished", "stopped"):
             # A played-out reply has nothing left to barge into: an Interrupt after it would only
             # make the LLM forget a reply the user heard.
             self._close(msg.session, msg.turn)
