@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 import structlog
 
+from actors.link import LINK_TIMEOUT_S
 from bus.codec import Envelope
 from bus.messages import TOPICS, Interrupt, Message, Ping, Ready, Shutdown, Transcript, TurnError
 from bus.privacy import redact
@@ -70,6 +71,8 @@ class Actor:
     """Edge actors of a satellite serve only its session; empty serves every session (server, one machine)."""
     replica: tuple[int, int] = (1, 1)
     """(index, count): with several replicas each session is served by exactly one, always the same."""
+    link_timeout_s: float = LINK_TIMEOUT_S
+    """For actors that watch a link (see `watch_links`)."""
     max_queued_turns: int = 0
     """New turns waiting beyond this are refused as busy, so a satellite hears an earcon, not silence;
     0 is unbounded."""
@@ -115,6 +118,10 @@ class Actor:
 
     def on_stop(self) -> None:
         """Close devices and files."""
+
+    def watch_links(self, timeout_s: float) -> None:
+        """`[satellite] link_timeout_s`, for actors that notice when the other side goes quiet."""
+        self.link_timeout_s = timeout_s
 
     # --- services for subclasses --------------------------------------------------
     @property

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from actors.base import Actor
-from actors.link import HEARTBEAT_S, HOST, LINK_TIMEOUT_S, ClockOffsets, LinkWatch
+from actors.link import HEARTBEAT_S, HOST, ClockOffsets, LinkWatch
 from actors.logger_deadlines import StageProgress, silent_player
 from actors.logger_settings import DEADLINE_CHECK_S, RECOVERED_TIMEOUT_S, RETRY_S, LoggerSettings, json_safe
 from actors.logger_store import Journal, RecordFile, SavedRecords, StoreWriteError
@@ -187,7 +187,7 @@ class LoggerActor(Actor):
             self.clocks.add(beat.session, beat.echo_ts, beat.ts, t)
         new = beat.session not in self.satellites
         self.satellite_hosts[beat.session] = beat.host
-        watch = self.satellites.setdefault(beat.session, LinkWatch(LINK_TIMEOUT_S))
+        watch = self.satellites.setdefault(beat.session, LinkWatch(self.link_timeout_s))
         if watch.beat(t) or new:
             self.log.info("satellite_up", session=beat.session, host=beat.host,
                           clock_offset=self.clocks.offset(beat.session))
@@ -202,7 +202,8 @@ class LoggerActor(Actor):
         for session, watch in self.satellites.items():
             if watch.poll(t):
                 self.log.warning("satellite_lost", session=session)
-                stage, reason = silent_player(session, self.satellite_hosts.get(session, ""))
+                stage, reason = silent_player(session, self.satellite_hosts.get(session, ""),
+                                              self.link_timeout_s)
                 self._fail_turns(lambda timeline, s=session: timeline.session == s, stage, reason)  # type: ignore[misc]
         if self.earcon_due and t >= self.earcon_deadline:
             self.log.warning("player_not_back", turns=[e.turn for e in self.earcon_due])

@@ -84,11 +84,11 @@ LOCAL_SESSION = "local"
 """Messages' default session: the one of a set on one machine (a satellite always has its own)."""
 
 
-def silent_player(session: str, host: str) -> tuple[str, str]:
+def silent_player(session: str, host: str, timeout_s: float = LINK_TIMEOUT_S) -> tuple[str, str]:
     """(stage, reason) for a session whose player stopped answering the server's heartbeats. A satellite's is
     the link (or the satellite); the local set's has no network in between: the player is stalled. (Host
     names alone do not tell: a satellite in a network namespace of this machine has the same one.)"""
     if session == LOCAL_SESSION and host == HOST:
-        return "player", (f"player made no progress: it stopped answering the heartbeat for {LINK_TIMEOUT_S:g} s "
+        return "player", (f"player made no progress: it stopped answering the heartbeat for {timeout_s:g} s "
                           "(stopped, hung or overloaded); see logs/actors/player.log")
     return "link", f"satellite {session} stopped answering (network down or powered off)"

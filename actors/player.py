@@ -139,6 +139,10 @@ class PlayerActor(Actor):
             self.open_turn = (msg.session, msg.turn)
             self._begun(self.open_turn)
 
+    def watch_links(self, timeout_s: float) -> None:
+        super().watch_links(timeout_s)
+        self.link.timeout_s = timeout_s
+
     def on_control(self, env: Envelope) -> None:
         beat = env.msg
         if isinstance(beat, Heartbeat) and beat.role == "server":

@@ -91,7 +91,7 @@ ACTORS: tuple[ActorSpec, ...] = (
     # First: it records every turn, so it starts before the actors whose news it records.
     ActorSpec("logger", "actors.logger:LoggerActor", LoggerSettings, (ButtonEvent, CaptureEnd, Transcript,
               LlmToken, LlmDone, Say, AudioChunk, PlayerEvent, TurnError, TurnRecord, Audible), (TurnRecord,),
-              "server", sets=("local", "server", "typed")),
+              "server", sets=("local", "server", "typed"), watches_link=True),
     ActorSpec("mic", "actors.mic:MicActor", MicSettings, (ButtonEvent,), (AudioFrame, CaptureEnd), "edge",
               sets=("local", "pi"), waited_on=lambda t: _spoken(t) and t.capture_ms is None),
     ActorSpec("vad", "actors.vad:VadActor", VadSettings, (AudioFrame, CaptureEnd), (VadEvent,), "server",

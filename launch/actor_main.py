@@ -39,7 +39,7 @@ def build_actor(name: str, config: dict[str, Any]) -> Actor:
     if spec.runs_on == "edge":  # with [satellite] session set, it serves only that session's turns
         actor.only_session = config["satellite"]["session"]
     if spec.watches_link:  # how long the other side may stay silent
-        actor.link.timeout_s = config["satellite"]["link_timeout_s"]  # type: ignore[attr-defined]
+        actor.watch_links(config["satellite"]["link_timeout_s"])
     if index:
         actor.replica = (int(index), replica_counts(config)[spec.name])
         actor.name = name  # type: ignore[misc]  # Ready and logs name the replica

@@ -83,6 +83,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     config = _config(args, overrides)
     with _running(config, args.actors, args.attach):
         driver = TurnDriver(bus_address(config), session=args.session,
+                            link_timeout_s=config["satellite"]["link_timeout_s"],
                             source="script" if args.input else "keyboard", wait_s=record_wait_s(config))
         try:
             if args.input:
@@ -164,7 +165,8 @@ def cmd_say(args: argparse.Namespace) -> int:
     overrides = ["player.backend=wav", f"player.path={Path(args.output).resolve()}"] if args.output else []
     config = _config(args, overrides)
     with _running(config, "typed", args.attach):
-        driver = TurnDriver(bus_address(config), session=args.session, source="typed",
+        driver = TurnDriver(bus_address(config), session=args.session,
+                            link_timeout_s=config["satellite"]["link_timeout_s"], source="typed",
                             wait_s=record_wait_s(config))
         try:
             record = driver.typed_turn(text, on_event=print_event)

@@ -39,14 +39,16 @@ def record_wait_s(config: dict[str, Any]) -> float:
 
 class TurnDriver:
     def __init__(self, address: BusAddress, session: str = "local", source: ButtonSource = "script",
-                 wait_s: float = LoggerSettings.turn_timeout_s + RECORD_MARGIN_S) -> None:
+                 wait_s: float = LoggerSettings.turn_timeout_s + RECORD_MARGIN_S,
+                 link_timeout_s: float = LINK_TIMEOUT_S) -> None:
         # "say" (a clause at a time) too: news of a long reply, which the wait for its record runs from.
         self.client = BusClient(address, ("stt.final", "llm.done", "say", "turn.", "audio.in", "player",
                                           "ctl.heartbeat"), name="driver")
         self.wait_s = wait_s
         """Seconds without news of a turn before giving up on its record (see `record_wait_s`)."""
         prove_path(self.client)
-        self.link = LinkWatch(LINK_TIMEOUT_S)
+        self.link_timeout_s = link_timeout_s
+        self.link = LinkWatch(link_timeout_s)
         """The server's heartbeats: when they stop, a turn waiting on the server is over."""
         self.button = ButtonPublisher(self.client, session=session, source=source)
         self.session = session
@@ -117,7 +119,7 @@ class TurnDriver:
         """Beats the caller read itself since the last turn are not lost beats: count from now, armed
         already when a beat was ever seen (a link cut right after the press must still be noticed)."""
         seen = self.link.last_beat is not None
-        self.link = LinkWatch(LINK_TIMEOUT_S, last_beat=time.time() if seen else None, up=seen)
+        self.link = LinkWatch(self.link_timeout_s, last_beat=time.time() if seen else None, up=seen)
 
     def recv(self, timeout_ms: float) -> Envelope | None:
         """The next message; the server's heartbeats also feed the link watch (read through this, not
@@ -132,7 +134,7 @@ class TurnDriver:
         """What this side knows of a turn the server can no longer answer (the server keeps its own record)."""
         self.button.turn_open = False
         return {"session": self.session, "turn": turn, "status": "error", "local_only": True,
-                "error": {"stage": "link", "reason": f"no heartbeat from the server for {LINK_TIMEOUT_S:g} s "
+                "error": {"stage": "link", "reason": f"no heartbeat from the server for {self.link_timeout_s:g} s "
                           "(network down or server restarting); reconnecting by itself"}}
 
     def wait_record(self, turn: int, timeout_s: float | None = None,

@@ -145,6 +145,10 @@ class LedActor(Actor):
                     self.error_until = max(self.error_until, time.monotonic() + self.settings.error_hold_s)
             self._show()
 
+    def watch_links(self, timeout_s: float) -> None:
+        super().watch_links(timeout_s)
+        self.link.timeout_s = timeout_s
+
     def on_control(self, env: Envelope) -> None:
         if isinstance(env.msg, Heartbeat) and env.msg.role == "server" and self.link.beat(time.time()):
             self.link_ok()
