@@ -24,6 +24,10 @@ from actors.cpu import threads_for
 from actors.tts_backends import EspeakSynthesizer, HttpSynthesizer
 from bus.messages import AudioChunk, Say
 
+MAX_CHUNK_BYTES = 256 * 1024
+"""Audio per chunk at most (8 s at 16 kHz): a long clause, or a whole reply in the sequential flow, goes out
+in several, so no single message is big enough to meet the bus's per-publisher byte budget or frame limit."""
+
 
 @dataclass
 class TtsSettings:
@@ -188,6 +192,12 @@ class TtsActor(Actor):
             self.chunk_index.pop(key, None)
 
     def _send(self, say: Say, pcm: bytes, last: bool) -> None:
+        """`pcm` as chunks of at most MAX_CHUNK_BYTES (whole samples), `last` on the final one."""
+        pieces = [pcm[at: at + MAX_CHUNK_BYTES] for at in range(0, len(pcm), MAX_CHUNK_BYTES)] or [b""]
+        for i, piece in enumerate(pieces):
+            self._send_one(say, piece, last=last and i == len(pieces) - 1)
+
+    def _send_one(self, say: Say, pcm: bytes, last: bool) -> None:
         assert self.synth is not None
         key = (say.session, say.turn)
         index = self.chunk_index.get(key, 0)
