@@ -1,4 +1,9 @@
-"""`rocky-relay tap`: a live, readable view of the bus. Audio is summarised, never dumped."""
+"""`rocky-relay tap`: a live, readable view of the bus. Audio is summarised, never dumped.
+
+Heartbeats (one a second per side) and mic frames (fifty a second while someone speaks) would bury
+everything else, so they are hidden unless asked for: `--all`, or a topic prefix naming their kind
+(`tap ctl.heartbeat`, `tap audio.in`). `--session` follows one satellite.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,21 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from bus.codec import Envelope
+from bus.messages import AudioFrame, Heartbeat, topic_for
 from bus.sockets import BusAddress, BusClient
 
 MAX_TEXT = 120
+NOISY = (Heartbeat, AudioFrame)
+"""Kinds hidden unless asked for."""
+
+
+def shown(env: Envelope, prefix: str = "", show_all: bool = False, session: str = "") -> bool:
+    """Whether tap prints `env`: of `session` (when given), and not noise unless asked for."""
+    if session and env.msg.session != session:
+        return False
+    if show_all or not isinstance(env.msg, NOISY):
+        return True
+    return bool(prefix) and prefix.startswith(topic_for(env.msg))  # the prefix names that kind
 
 
 def summarise(env: Envelope) -> dict[str, Any]:
@@ -38,15 +55,16 @@ def _short(value: Any) -> str:
 
 
 def tap(address: BusAddress, prefix: str = "", count: int = 0, as_json: bool = False,
-        timeout_s: float = 0.0, out: TextIO = sys.stdout) -> int:
-    """Print messages whose topic starts with `prefix` until Ctrl-C, `count` messages or `timeout_s`."""
+        timeout_s: float = 0.0, out: TextIO = sys.stdout, show_all: bool = False, session: str = "") -> int:
+    """Print messages whose topic starts with `prefix` (see `shown`) until Ctrl-C, `count` printed messages
+    or `timeout_s`."""
     client = BusClient(address, (prefix,), name="tap")
     seen = 0
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
         while (count == 0 or seen < count) and (deadline is None or time.monotonic() < deadline):
             env = client.recv(timeout_ms=200)
-            if env is None:
+            if env is None or not shown(env, prefix, show_all, session):
                 continue
             seen += 1
             if as_json:

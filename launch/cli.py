@@ -180,7 +180,8 @@ def cmd_tap(args: argparse.Namespace) -> int:
     from bus.tap import tap
 
     config = _config(args)
-    return tap(bus_address(config), args.prefix, count=args.count, as_json=args.json, timeout_s=args.timeout)
+    return tap(bus_address(config), args.prefix, count=args.count, as_json=args.json, timeout_s=args.timeout,
+               show_all=args.all, session=args.session)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -252,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     tap_p.add_argument("--count", type=int, default=0, help="exit after this many messages")
     tap_p.add_argument("--timeout", type=float, default=0.0, help="exit after this many seconds")
     tap_p.add_argument("--json", action="store_true", help="one JSON object per message")
+    tap_p.add_argument("--all", action="store_true", help="also heartbeats and mic frames (hidden by default)")
+    tap_p.add_argument("--session", default="", help="only this session's messages (a satellite id)")
     tap_p.set_defaults(func=cmd_tap)
 
     launch = sub.add_parser("launch", help="run an actor set until Ctrl-C")
