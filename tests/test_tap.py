@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from bus.codec import Envelope
 from bus.handshake import prove_path
-from bus.messages import AudioFrame, CaptureEnd, Heartbeat, Say
+from bus.messages import AudioChunk, AudioFrame, CaptureEnd, Heartbeat, Say
 from bus.sockets import BusAddress, BusClient
 from bus.tap import shown, tap
 from launch.cli import build_parser
@@ -32,10 +34,11 @@ def test_one_session_is_followed() -> None:
     assert not shown(_env(Say(session="hall", text="a", index=0)), session="kitchen")
 
 
-def test_tap_on_a_real_bus_prints_only_what_a_person_wants(bus_address: BusAddress) -> None:
+def _two_lines(bus_address: BusAddress, publish_round: Callable[[BusClient, int], None], **options: Any) -> list[str]:
+    """What a real tap prints (two lines) while rounds of messages are published."""
     out = io.StringIO()
     thread = threading.Thread(target=tap, args=(bus_address,), daemon=True,
-                              kwargs={"count": 2, "timeout_s": 20.0, "out": out, "session": "kitchen"})
+                              kwargs={"count": 2, "timeout_s": 20.0, "out": out, **options})
     pub = BusClient(bus_address, name="tap-feeder")
     try:
         prove_path(pub, timeout_s=5)
@@ -43,17 +46,37 @@ def test_tap_on_a_real_bus_prints_only_what_a_person_wants(bus_address: BusAddre
         deadline = time.monotonic() + 10
         index = 0
         while thread.is_alive() and time.monotonic() < deadline:
-            pub.publish(Heartbeat(session="kitchen", role="edge"))
-            pub.publish(AudioFrame(session="kitchen", seq=index), b"\0\0" * 320)
-            pub.publish(Say(session="hall", text="not this one", index=index))
-            pub.publish(Say(session="kitchen", text="this one", index=index))
+            publish_round(pub, index)
             index += 1
             thread.join(0.05)
         thread.join(1)
         assert not thread.is_alive(), f"tap did not print two lines; got {out.getvalue()!r}"
     finally:
         pub.close()
-    lines = out.getvalue().splitlines()
+    return out.getvalue().splitlines()
+
+
+def test_tap_prints_formatted_lines_with_pcm_summarised(bus_address: BusAddress) -> None:
+    payload = b"\xab\xcd" * 1600  # 3200 B = 1600 samples = 100 ms at 16 kHz
+    lines = _two_lines(bus_address, lambda pub, i: pub.publish(
+        AudioChunk(index=i, sample_rate=16000, session="s9", turn=42), payload), prefix="audio.out")
+    assert len(lines) == 2
+    for line in lines:
+        assert "audio.out" in line and "AudioChunk" in line and "s9/42" in line
+        assert "payload=<pcm 3200 B, 100 ms>" in line
+        assert "\\xab" not in line and "\xab" not in line and "b'" not in line
+    first, second = (int(line.split("index=")[1].split()[0]) for line in lines)
+    assert second > first
+
+
+def test_tap_on_a_real_bus_prints_only_what_a_person_wants(bus_address: BusAddress) -> None:
+    def noisy_round(pub: BusClient, index: int) -> None:
+        pub.publish(Heartbeat(session="kitchen", role="edge"))
+        pub.publish(AudioFrame(session="kitchen", seq=index), b"\0\0" * 320)
+        pub.publish(Say(session="hall", text="not this one", index=index))
+        pub.publish(Say(session="kitchen", text="this one", index=index))
+
+    lines = _two_lines(bus_address, noisy_round, session="kitchen")
     assert len(lines) == 2 and all("Say" in line and "this one" in line and "kitchen/" in line for line in lines)
 
 
