@@ -16,6 +16,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from actors.base import Actor, on
+from audio.wav import SILENCE_DBFS, rms_dbfs
 from bus.messages import AudioFrame, CaptureEnd, VadEvent
 
 FRAME_MS = 20
@@ -51,7 +52,7 @@ class _TurnState:
     speaking: bool = False
     run: int = 0
     frames: int = 0
-    peak_db: float = -200.0
+    peak_db: float = SILENCE_DBFS
     """The loudest frame of the turn so far, dBFS."""
 
 
@@ -94,7 +95,7 @@ class VadActor(Actor):
                 self.turns.pop(next(iter(self.turns)))
         state = self.turns.setdefault(key, _TurnState())
         state.frames += 1
-        level = frame_dbfs(payload)
+        level = rms_dbfs(np.frombuffer(payload, dtype=np.int16))
         state.peak_db = max(state.peak_db, level)
         quiet = 0 < self.settings.quiet_below_peak_db <= state.peak_db - level
         voiced = not quiet and self.detector.is_speech(payload, msg.sample_rate)
@@ -106,9 +107,3 @@ class VadActor(Actor):
             at_ms = float((state.frames - needed) * FRAME_MS)
             self.publish(VadEvent(session=msg.session, turn=msg.turn, speech=state.speaking, audio_ms=at_ms))
 
-
-def frame_dbfs(pcm: bytes) -> float:
-    """RMS level of 16-bit PCM, dB below full scale (digital silence: -200)."""
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
-    power = float(np.mean(samples * samples)) if samples.size else 0.0
-    return 10.0 * np.log10(power / 32768.0 ** 2) if power > 0 else -200.0

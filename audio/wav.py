@@ -218,16 +218,23 @@ def to_pcm16(audio: npt.NDArray[np.floating]) -> Int16Array:
     return scaled.astype(np.int16)
 
 
-def is_silent(pcm: npt.NDArray[np.generic], threshold_dbfs: float = -50.0) -> bool:
-    """True when RMS (dBFS; int16 or float in [-1, 1]) is below the threshold."""
+SILENCE_DBFS = -200.0
+"""The level `rms_dbfs` gives digital silence (and no samples): below anything a microphone delivers."""
+
+
+def rms_dbfs(pcm: npt.NDArray[np.generic]) -> float:
+    """RMS level in dB below full scale (int16, or float in [-1, 1]); SILENCE_DBFS for zeros or nothing."""
     if pcm.size == 0:
-        return True
+        return SILENCE_DBFS
     full_scale = 32768.0 if np.issubdtype(pcm.dtype, np.integer) else 1.0
     x = pcm.astype(np.float64) / full_scale
-    rms = float(np.sqrt(np.mean(x * x)))
-    if rms == 0.0:
-        return True
-    return bool(20.0 * np.log10(rms) < threshold_dbfs)
+    power = float(np.mean(x * x))
+    return max(SILENCE_DBFS, 10.0 * float(np.log10(power))) if power > 0 else SILENCE_DBFS
+
+
+def is_silent(pcm: npt.NDArray[np.generic], threshold_dbfs: float = -50.0) -> bool:
+    """True when RMS (dBFS; int16 or float in [-1, 1]) is below the threshold."""
+    return rms_dbfs(pcm) < threshold_dbfs
 
 
 def _check_pcm16(pcm: npt.NDArray[np.generic]) -> Int16Array:

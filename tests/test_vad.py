@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from actors.vad import VadActor, VadSettings, frame_dbfs
-from audio.wav import load_pcm16_mono
+from actors.vad import VadActor, VadSettings
+from audio.wav import SILENCE_DBFS, load_pcm16_mono, rms_dbfs
 from bus.codec import Envelope
 from bus.messages import AudioFrame, Message, VadEvent
 
@@ -61,7 +61,6 @@ def test_a_noisy_room_leaves_the_decision_to_webrtcvad() -> None:
 
 
 def test_frame_level_is_measured_in_dbfs() -> None:
-    full = np.full(320, 32767, dtype=np.int16).tobytes()
-    assert round(frame_dbfs(full)) == 0
-    assert frame_dbfs(np.zeros(320, dtype=np.int16).tobytes()) == -200.0
-    assert frame_dbfs(b"") == -200.0
+    assert round(rms_dbfs(np.full(320, 32767, dtype=np.int16))) == 0
+    assert rms_dbfs(np.zeros(320, dtype=np.int16)) == SILENCE_DBFS == -200.0
+    assert rms_dbfs(np.zeros(0, dtype=np.int16)) == SILENCE_DBFS
