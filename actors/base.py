@@ -20,7 +20,7 @@ import structlog
 
 from actors.link import LINK_TIMEOUT_S
 from bus.codec import Envelope
-from bus.messages import TOPICS, Interrupt, Message, Ping, Ready, Shutdown, Transcript, TurnError
+from bus.messages import Interrupt, Message, Ping, Ready, Shutdown, TurnError, kinds_of
 from bus.privacy import redact
 from bus.sockets import BusAddress, BusClient
 
@@ -47,9 +47,7 @@ def on(*types: type[Message]) -> Callable[[Handler], Handler]:
 
 def topics_of(types: tuple[type[Message], ...]) -> tuple[str, ...]:
     """The topics messages of `types` travel on (a transcript: partial and final)."""
-    kinds = {kind for cls in types for kind in (("stt.partial", "stt.final") if cls is Transcript
-                                                 else (TOPICS[cls],))}
-    return tuple(sorted(kinds))
+    return tuple(sorted({kind for cls in types for kind in kinds_of(cls)}))
 
 
 class Actor:

@@ -35,6 +35,7 @@ from bus.messages import (
     Ping,
     Ready,
     Shutdown,
+    kinds_of,
     topic_for,
 )
 
@@ -60,7 +61,7 @@ BROADCAST = "*"
 BROADCAST_TYPES = (Ping, Ready, Shutdown, ActorDown)
 """Presence (they carry the default session whoever sends them) and the server's control of its actors;
 the server's heartbeats are broadcast too (`scope_of`). Everything else belongs to its session."""
-KINDS = tuple(sorted({*TOPICS.values(), "stt.final", "stt.partial"}))
+KINDS = tuple(sorted({kind for cls in TOPICS for kind in kinds_of(cls)}))
 """Every message kind (bare topic) there is."""
 BROADCAST_KINDS = frozenset({TOPICS[cls] for cls in BROADCAST_TYPES} | {TOPICS[Heartbeat]})
 

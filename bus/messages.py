@@ -335,8 +335,17 @@ class Heartbeat(Message):
     """That beat's `ts`, as the server stamped it."""
 
 
+PARTIAL_TRANSCRIPT_TOPIC = "stt.partial"
+"""A transcript made while the button is held; its class's topic (`stt.final`) is the final's."""
+
+
 def topic_for(msg: Message) -> str:
     """The kind a message travels as: its class's topic; a partial transcript is `stt.partial`."""
-    if isinstance(msg, Transcript):
-        return "stt.final" if msg.final else "stt.partial"
+    if isinstance(msg, Transcript) and not msg.final:
+        return PARTIAL_TRANSCRIPT_TOPIC
     return TOPICS[type(msg)]
+
+
+def kinds_of(cls: type[Message]) -> tuple[str, ...]:
+    """Every kind messages of `cls` may travel as (a transcript: final and partial)."""
+    return (TOPICS[cls], PARTIAL_TRANSCRIPT_TOPIC) if cls is Transcript else (TOPICS[cls],)

@@ -8,25 +8,21 @@ import sys
 from pathlib import Path
 
 from actors.table import ACTORS, EDGE, REPLICABLE, default_sets, spec_of
-from bus.messages import TOPICS, Transcript
+from bus.messages import kinds_of
 from launch.actor_main import build_actor
 from launch.config import SETTINGS, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _topics_of(cls: type) -> set[str]:
-    return {"stt.partial", "stt.final"} if cls is Transcript else {TOPICS[cls]}
-
-
 def test_each_actor_subscribes_to_what_its_row_says_it_handles_and_nothing_else() -> None:
     for spec in ACTORS:
         subscribed = spec.actor_class().topics  # type: ignore[attr-defined]
         for handled in spec.handles:
-            assert any(t.startswith(prefix) for t in _topics_of(handled) for prefix in subscribed), (
+            assert any(t.startswith(prefix) for t in kinds_of(handled) for prefix in subscribed), (
                 f"{spec.name} handles {handled.__name__} but subscribes only to {subscribed}")
         for prefix in subscribed:
-            assert any(t.startswith(prefix) for handled in spec.handles for t in _topics_of(handled)), (
+            assert any(t.startswith(prefix) for handled in spec.handles for t in kinds_of(handled)), (
                 f"{spec.name} subscribes to {prefix!r}, which no message of its row comes on")
 
 
