@@ -225,6 +225,17 @@ def _name(item: Expected) -> str:
 M = TypeVar("M", bound=Message)
 
 
+def handled_directly(actor: Actor, envs: Sequence[Envelope]) -> list[tuple[Message, bytes]]:
+    """What `actor` publishes while its handler is called on `envs`, with no bus at all (a unit test of
+    one actor's logic: nothing is queued, so there is no control message to look at)."""
+    published: list[tuple[Message, bytes]] = []
+    actor.publish = lambda msg, payload=b"": published.append((msg, payload))  # type: ignore[method-assign]
+    actor.check_control = lambda: None  # type: ignore[method-assign]
+    for env in envs:
+        actor.handle(env)
+    return published
+
+
 def of_type(envs: Sequence[Envelope], cls: type[M]) -> list[M]:
     return [e.msg for e in envs if isinstance(e.msg, cls)]
 

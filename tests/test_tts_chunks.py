@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from actors.tts import MAX_CHUNK_BYTES, ToneSynthesizer, TtsActor, TtsSettings
 from bus.codec import Envelope
-from bus.messages import AudioChunk, Message, Say
+from bus.messages import AudioChunk, Say
+from tests.helpers import handled_directly
 
 
 def _chunks(settings: TtsSettings, text: str) -> list[tuple[AudioChunk, bytes]]:
     """What the actor publishes for one last clause (its handler called directly: no bus needed)."""
     actor = TtsActor(settings, ToneSynthesizer(settings.sample_rate))
-    published: list[tuple[Message, bytes]] = []
-    actor.publish = lambda msg, payload=b"": published.append((msg, payload))  # type: ignore[method-assign]
-    actor.check_control = lambda: None  # type: ignore[method-assign]  # no bus: nothing to look at
-    actor.handle(Envelope(topic="say", msg=Say(turn=5, text=text, index=0, last=True)))
-    return [(msg, payload) for msg, payload in published if isinstance(msg, AudioChunk)]
+    said = Envelope(topic="say", msg=Say(turn=5, text=text, index=0, last=True))
+    return [(msg, payload) for msg, payload in handled_directly(actor, [said]) if isinstance(msg, AudioChunk)]
 
 
 def test_a_long_sequential_reply_goes_out_in_capped_chunks_in_order() -> None:

@@ -9,7 +9,8 @@ import numpy as np
 from actors.vad import VadActor, VadSettings
 from audio.wav import SILENCE_DBFS, load_pcm16_mono, rms_dbfs
 from bus.codec import Envelope
-from bus.messages import AudioFrame, Message, VadEvent
+from bus.messages import AudioFrame, VadEvent
+from tests.helpers import handled_directly
 
 SAMPLES = Path(__file__).resolve().parents[1] / "launch" / "samples"
 TURN = 1_700_000_000_000
@@ -28,13 +29,10 @@ def _events(pcm: np.ndarray, settings: VadSettings) -> list[VadEvent]:
     """What the actor publishes for `pcm` in 20 ms frames (its handler called directly: no bus needed)."""
     actor = VadActor(settings)
     actor.on_start()
-    published: list[Message] = []
-    actor.publish = lambda msg, payload=b"": published.append(msg)  # type: ignore[method-assign]
     step = 320
-    for i in range(len(pcm) // step):
-        frame = AudioFrame(turn=TURN, seq=i)
-        actor.handle(Envelope(topic="audio.in", msg=frame, payload=pcm[i * step:(i + 1) * step].tobytes()))
-    return [msg for msg in published if isinstance(msg, VadEvent)]
+    frames = [Envelope(topic="audio.in", msg=AudioFrame(turn=TURN, seq=i),
+                       payload=pcm[i * step:(i + 1) * step].tobytes()) for i in range(len(pcm) // step)]
+    return [msg for msg, _payload in handled_directly(actor, frames) if isinstance(msg, VadEvent)]
 
 
 def _stop_ms(pcm: np.ndarray, settings: VadSettings) -> float:
