@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from actors.base import Actor, on
 from actors.llm_backends import Generator, make_generator
-from actors.llm_prompt import Conversation, clean, sayable
+from actors.llm_prompt import Conversation, sayable, words_of
 from actors.llm_settings import LlmSettings
 from bus.messages import Interrupt, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript, VadEvent
 
@@ -40,11 +40,7 @@ MAX_SPECULATIONS = 8
 
 def same_words(a: str, b: str) -> bool:
     """Transcripts that ask the same thing: equal once case and punctuation are ignored."""
-    return _words(a) == _words(b)
-
-
-def _words(text: str) -> list[str]:
-    return "".join(c.lower() if c.isalnum() else " " for c in clean(text)).split()
+    return words_of(a) == words_of(b)
 
 
 @dataclass

@@ -59,6 +59,12 @@ _MARKDOWN = str.maketrans("", "", "*#`")
 """Markdown marks a voice would read out or choke on; the system message asks for none, this makes sure."""
 
 
+def words_of(text: str) -> list[str]:
+    """The words of `text`, lower-cased, with punctuation, hyphens and control tokens gone: what two texts
+    share when they say the same thing ("Twenty-four." and "twenty four")."""
+    return "".join(c.lower() if c.isalnum() else " " for c in clean(text)).split()
+
+
 def sayable(piece: str) -> str:
     """A piece of the reply without markdown marks."""
     return piece.translate(_MARKDOWN)

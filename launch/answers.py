@@ -7,13 +7,13 @@ code. A reply is right when it holds one of the question's `accept` phrases as w
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.llm_prompt import words_of
+
 QUESTIONS_FILE = Path(__file__).resolve().parent / "questions.toml"
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Question:
 
 
 def _words(text: str) -> str:
-    return _NOT_WORD.sub(" ", text.lower()).strip()
+    return " ".join(words_of(text))
 
 
 def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
