@@ -44,7 +44,7 @@ def _stop_ms(pcm: np.ndarray, settings: VadSettings) -> float:
 
 def test_a_quiet_room_ends_the_utterance_sooner_than_webrtcvad_alone() -> None:
     pcm = _in_a_room(-60.0)
-    by_loudness = _stop_ms(pcm, VadSettings())
+    by_loudness = _stop_ms(pcm, VadSettings(quiet_below_peak_db=40))
     webrtc_only = _stop_ms(pcm, VadSettings(quiet_below_peak_db=0))
     assert by_loudness < webrtc_only
 
@@ -55,7 +55,7 @@ def test_a_noisy_room_leaves_the_decision_to_webrtcvad() -> None:
     def changes(settings: VadSettings) -> list[tuple[bool, float]]:
         return [(e.speech, e.audio_ms) for e in _events(pcm, settings)]
 
-    assert changes(VadSettings()) == changes(VadSettings(quiet_below_peak_db=0))
+    assert changes(VadSettings(quiet_below_peak_db=40)) == changes(VadSettings(quiet_below_peak_db=0))
 
 
 def test_frame_level_is_measured_in_dbfs() -> None:
