@@ -216,8 +216,18 @@ def _check_set(config: dict[str, Any], set_name: str) -> int:
     return 0
 
 
+BENCH_SUITES = {"tools": "launch.bench_tools", "voices": "launch.bench_voices", "doors": "launch.bench_doors"}
+"""`bench --suite NAME`: a module with `run(args) -> int` measuring one area (tool calls, voices, the Wyoming
+and browser front doors) beside its baseline in the same run; the default suite is the answer set above."""
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from launch.bench import main as bench_main
+
+    if args.suite != "answers":
+        import importlib
+
+        return int(importlib.import_module(BENCH_SUITES[args.suite]).run(args))
 
     pipelines = ["streaming", "sequential"] if args.pipeline == "both" else [args.pipeline]
     models = list(BENCH_MODELS) if args.model == "both" else [args.model]
@@ -271,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="both (default) measures streaming and the sequential flow in the same run")
     bench.add_argument("--quick", action="store_true", help="only the first 6 questions (a smoke run)")
     bench.add_argument("--no-append", action="store_true", help="do not append to BENCHMARK.md")
+    bench.add_argument("--suite", choices=["answers", *BENCH_SUITES], default="answers",
+                       help="answers (default): the answer set, releases, busy machine; or one area's turns")
     bench.set_defaults(func=cmd_bench)
     # Subcommands that live in their own modules; each adds its parser.
     from launch import config_doc, doctor, keys_cmd, models_cmd, report, soak
