@@ -23,14 +23,13 @@ from typing import ClassVar
 
 from actors.base import Actor, on
 from actors.llm_backends import Generator, make_generator
+from actors.llm_memory import ConversationMemory
 from actors.llm_prompt import Conversation, sayable, words_of
 from actors.llm_settings import LlmSettings
 from bus.messages import Interrupt, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript, VadEvent
 
 MAX_TRANSCRIPT_CHARS = 4000
 """Longer input is refused: a minute of speech is ~1000 characters, and the model's context is small."""
-MAX_SESSIONS = 64
-"""Sessions remembered; the least recently used is forgotten past this."""
 MAX_CLAUSES = 256
 MAX_CLAUSE_CHARS = 1000
 """Spoken clauses kept per turn, and characters per clause: memory stays bounded whatever `say` carries."""
@@ -51,41 +50,6 @@ class Speculation:
     pieces: list[str] = field(default_factory=list)
     complete: bool = False
     """Generation ran to its end before the final came."""
-
-
-class ConversationMemory:
-    """Past exchanges per session, newest last, kept under a token budget."""
-
-    def __init__(self, budget_tokens: int, max_sessions: int = MAX_SESSIONS) -> None:
-        self.budget_tokens = budget_tokens
-        self.max_sessions = max_sessions
-        self.sessions: dict[str, list[tuple[int, str, str]]] = {}
-
-    def history(self, session: str) -> list[tuple[str, str]]:
-        return [(user, reply) for _turn, user, reply in self.sessions.get(session, [])]
-
-    def add(self, session: str, user: str, reply: str, generator: Generator, turn: int = 0) -> None:
-        if not reply.strip():
-            return
-        exchanges = self.sessions.pop(session, [])
-        self.sessions[session] = exchanges  # most recently used last
-        while len(self.sessions) > self.max_sessions:
-            self.sessions.pop(next(iter(self.sessions)))
-        exchanges.append((turn, user, reply.strip()))
-        while exchanges and sum(generator.count_tokens(f"{u}\n{r}\n")
-                                for _t, u, r in exchanges) > self.budget_tokens:
-            exchanges.pop(0)
-
-    def replace(self, session: str, turn: int, reply: str) -> None:
-        """Keep only `reply` for `turn` (what was really played); drop the exchange if nothing was."""
-        exchanges = self.sessions.get(session, [])
-        for i, (t, user, _old) in enumerate(exchanges):
-            if t == turn:
-                if reply.strip():
-                    exchanges[i] = (t, user, reply.strip())
-                else:
-                    del exchanges[i]
-                return
 
 
 class LlmActor(Actor):

@@ -95,7 +95,7 @@ def test_llm_streams_tokens_then_done(bus_address: BusAddress) -> None:
 
 
 def test_llm_memory_is_trimmed_to_its_budget() -> None:
-    from actors.llm import ConversationMemory
+    from actors.llm_memory import ConversationMemory
 
     memory = ConversationMemory(budget_tokens=20)
     for i in range(10):
