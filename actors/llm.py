@@ -22,11 +22,23 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from actors.base import Actor, on
+from actors.languages import ONLY_ENGLISH, answer_language
 from actors.llm_backends import Generator, make_generator
+from actors.llm_commands import REPLIES, fixed_pieces, spoken_command
 from actors.llm_memory import ConversationMemory
 from actors.llm_prompt import Conversation, sayable, words_of
 from actors.llm_settings import LlmSettings
-from bus.messages import Interrupt, LlmDone, LlmToken, Message, PlayerEvent, Say, Transcript, VadEvent
+from bus.messages import (
+    Interrupt,
+    LlmDone,
+    LlmToken,
+    Message,
+    NewConversation,
+    PlayerEvent,
+    Say,
+    Transcript,
+    VadEvent,
+)
 
 MAX_TRANSCRIPT_CHARS = 4000
 """Longer input is refused: a minute of speech is ~1000 characters, and the model's context is small."""
@@ -61,7 +73,7 @@ class LlmActor(Actor):
         super().__init__()
         self.settings = settings
         self.generator = generator
-        self.memory = ConversationMemory(settings.history_tokens)
+        self.memory = ConversationMemory(settings.history_tokens, state_dir=settings.memory_dir)
         self.clauses: dict[tuple[str, int], dict[int, str]] = {}
         """Spoken clauses of recent turns, to keep only what was played."""
         self.speculations: dict[tuple[str, int], Speculation] = {}
@@ -69,6 +81,7 @@ class LlmActor(Actor):
     def on_start(self) -> None:
         if self.generator is None:
             self.generator = make_generator(self.settings)
+        self.memory.counter = self.generator
 
     def backend(self) -> str:
         return self.generator.description if self.generator else self.settings.backend
@@ -114,9 +127,35 @@ class LlmActor(Actor):
         if msg.state in ("stopped", "finished"):
             self.clauses.pop(key, None)
 
+    @on(NewConversation)
+    def _new_conversation(self, msg: NewConversation, _payload: bytes = b"") -> None:
+        self.memory.forget(msg.session, msg.forget)
+        self.log.info("conversation_forgotten", session=msg.session, forget=msg.forget)
+
+    def _fixed_reply(self, msg: Transcript) -> bool:
+        """Answer without the model when `msg` is a spoken command ("start over") or in a language no voice
+        here speaks; True when it was answered so."""
+        command = spoken_command(msg.text)
+        _language, speakable = answer_language(msg.language)
+        if command is None and speakable:
+            return False
+        if command is not None:
+            self.memory.forget(msg.session, command)
+        reply = REPLIES[command] if command is not None else ONLY_ENGLISH
+        self.speculations.pop((msg.session, msg.turn), None)
+        pieces = fixed_pieces(reply)
+        for index, piece in enumerate(pieces):
+            self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=index))
+        exchanges, tokens = self.memory.length(msg.session)
+        self.log.info("replied_without_model", turn=msg.turn, reply=reply, command=command, language=msg.language)
+        self.publish(LlmDone(session=msg.session, turn=msg.turn, text=reply, tokens=len(pieces),
+                             conversation_exchanges=exchanges, conversation_tokens=tokens))
+        return True
+
     # --- work before release -------------------------------------------------------------
     def _conversation(self, msg: Transcript) -> Conversation:
-        return Conversation(msg.text.strip(), tuple(self.memory.history(msg.session)), self.settings.style)
+        return Conversation(msg.text.strip(), tuple(self.memory.history(msg.session)), self.settings.style,
+                            summary=self.memory.summary(msg.session), language=answer_language(msg.language)[0])
 
     def _newer_news(self, msg: Transcript) -> bool:
         """Work on `msg` should stop: a later transcript of its turn with other words or VAD hearing speech
@@ -171,6 +210,8 @@ class LlmActor(Actor):
     # --- the answer ----------------------------------------------------------------------
     def _answer(self, msg: Transcript) -> None:
         assert self.generator is not None
+        if self._fixed_reply(msg):
+            return
         if len(msg.text) > MAX_TRANSCRIPT_CHARS:
             self.fail_turn(msg, f"the question is too long: {len(msg.text)} characters, at most "
                                 f"{MAX_TRANSCRIPT_CHARS}")
@@ -216,9 +257,11 @@ class LlmActor(Actor):
         total_ms = 1000.0 * (time.perf_counter() - arrived)
         if not cancelled:
             self.memory.add(msg.session, msg.text.strip(), reply, self.generator, turn=msg.turn)
+        exchanges, memory_tokens = self.memory.length(msg.session)
         self.log.info("replied", turn=msg.turn, reply=reply, tokens=len(pieces), speculated=speculated,
                       first_token_ms=round(first_token_ms, 1), total_ms=round(total_ms, 1))
         self.publish(LlmDone(session=msg.session, turn=msg.turn, text=reply, tokens=len(pieces),
                              prompt_tokens=prompt_tokens,
                              first_token_ms=first_token_ms, total_ms=total_ms, cancelled=cancelled,
-                             speculated=speculated))
+                             speculated=speculated, conversation_exchanges=exchanges,
+                             conversation_tokens=memory_tokens))

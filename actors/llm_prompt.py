@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # Each style: the persona line a base model's transcript opens with, what an instruct model is told besides,
 # and example exchanges. "plain" asks for ordinary short English, which the rule-based `rocky` persona
@@ -41,6 +42,8 @@ SPOKEN_RULES = (
 Qwen introduces itself as Qwen)."""
 FACT_EXAMPLE = ("What is five plus five?", "Five plus five is ten.")
 """One worked factual exchange, so an instruct model answers questions instead of only chatting."""
+SUMMARY_QUESTION = "What did we talk about before?"
+"""Asked, in the prompt only, ahead of the folded summary of exchanges that no longer fit the memory."""
 
 _SPACE_RE = re.compile(r"\s+")
 _CONTROL_TOKEN_RE = re.compile(r"<\|[^<>]{0,40}\|>|<\|?/?(?:start_of_turn|end_of_turn|bos|eos|s)\|?>|<\||\|>")
@@ -82,15 +85,39 @@ class Conversation:
     user: str
     history: tuple[tuple[str, str], ...] = ()
     style: str = "plain"
+    summary: str = ""
+    """One line of what the conversation was about before `history` (actors/llm_memory.py folds it)."""
+    language: str = ""
+    """The language to answer in, by name ("French"); empty: the persona's own English."""
+    tools: tuple[dict[str, Any], ...] = ()
+    """Function schemas the model may call (its chat template lists them in the system message: the fixed
+    head, so their evaluation stays cached)."""
+    steps: tuple[tuple[str, str], ...] = ()
+    """Tool calls made this turn, after the question: (the call as JSON, its result)."""
+    reply_prefix: str = ""
+    """Text the reply is made to begin with (actors/llm_tools.py: the opening of a tool call)."""
+
+    def _past(self) -> tuple[tuple[str, str], ...]:
+        """The summary as the first exchange of the history: after the fixed head, whose evaluation stays
+        cached, and in turns that alternate as every chat template wants (some refuse a second system message)."""
+        return ((SUMMARY_QUESTION, self.summary), *self.history) if self.summary else self.history
+
+    def _question(self) -> str:
+        """The new question, told which language to answer in (in its own turn, so the cached head stays)."""
+        told = f"(Answer in {clean(self.language)}.) " if self.language else ""
+        return f"{told}{clean(self.user)}"
 
     def messages(self) -> list[dict[str, str]]:
         """Chat messages for an instruct model: system, example and past exchanges, the question."""
         check_style(self.style)
         persona, examples = STYLES[self.style]
         messages = [{"role": "system", "content": f"{persona} {SPOKEN_RULES}"}]
-        for user, reply in (*examples, FACT_EXAMPLE, *self.history):
+        for user, reply in (*examples, FACT_EXAMPLE, *self._past()):
             messages += [{"role": "user", "content": clean(user)}, {"role": "assistant", "content": clean(reply)}]
-        messages.append({"role": "user", "content": clean(self.user)})
+        messages.append({"role": "user", "content": self._question()})
+        for call, result in self.steps:  # as Qwen's template writes a call and its answer
+            messages += [{"role": "assistant", "content": f"<tool_call>\n{call}\n</tool_call>"},
+                         {"role": "tool", "content": clean(result).replace("tool_response>", "tool response>")}]
         return messages
 
     def transcript(self) -> str:
@@ -98,8 +125,8 @@ class Conversation:
         check_style(self.style)
         persona, examples = STYLES[self.style]
         lines = [persona, ""]
-        for user, reply in (*examples, *self.history):
+        for user, reply in (*examples, *self._past()):
             lines += [f"User: {clean(user)}", f"Rocky: {clean(reply)}"]
-        lines += [f"User: {clean(self.user)}", "Rocky:"]
+        lines += [f"User: {self._question()}", "Rocky:"]
         return "\n".join(lines)
 

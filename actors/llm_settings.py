@@ -29,7 +29,10 @@ class LlmSettings:
     context_tokens: int = 1024
     """The model's context window (prompt, memory and reply must fit)."""
     history_tokens: int = 384
-    """Conversation memory kept per session, oldest exchanges trimmed first."""
+    """Conversation memory kept per session; the oldest exchanges beyond it are folded into one summary line."""
+    memory_dir: str = "logs/memory"
+    """Where each session's conversation is saved (one 0600 file per session), so it outlives a restart of
+    the llm; empty keeps it in the process only."""
     threads: int = 0
     """CPU threads for generating tokens; 0 takes the CPU plan's share (actors/cpu.py)."""
     prefill_threads: int = 0

@@ -19,6 +19,7 @@ ButtonSource = Literal["keyboard", "gpio", "script", "typed"]
 TranscriptSource = Literal["speech", "typed"]
 PlayerState = Literal["started", "finished", "stopped"]
 LinkRole = Literal["server", "edge"]
+Forget = Literal["all", "last"]
 """The closed sets of values some fields take; the codec refuses any other (bus/codec.py `_matches`)."""
 
 REGISTRY: dict[str, type[Message]] = {}
@@ -139,6 +140,8 @@ class Transcript(Message):
     """Partial made after VAD saw speech stop: it covers every word heard so far."""
     reused_partial: bool = False
     """Final that reuses the settled partial because VAD heard nothing after it."""
+    language: str = ""
+    """The language the recogniser heard (ISO 639-1: en, fr, es); empty when typed or not told."""
 
 
 @message("tok", topic="llm.token")
@@ -172,6 +175,10 @@ class LlmDone(Message):
     speculated: bool = False
     """True when the reply was begun before the final transcript, on a settled partial with the same words
     (its tokens were held back until the final confirmed them)."""
+    conversation_exchanges: int = 0
+    """Exchanges the session's conversation memory holds after this reply (a folded summary not counted)."""
+    conversation_tokens: int = 0
+    """Tokens that memory takes in the next prompt (the summary line included)."""
 
 
 @message("say", topic="say")
@@ -267,6 +274,16 @@ class Shutdown(Message):
     pids: list[int] = field(default_factory=list)
     """Process ids of the actors to stop: an actor stops only when its own is listed, so a launcher stops its
     own processes and never another set's actors of the same names on a shared bus."""
+
+
+@message("forget", topic="conversation")
+@dataclass(frozen=True, kw_only=True)
+class NewConversation(Message):
+    """Forget the session's conversation (`say --new`, `talk`'s n key): a peer may send it only for its own
+    session (bus/session_guard.py), so no satellite clears another's memory."""
+
+    forget: Forget = "all"
+    """all: a new conversation; last: only the last exchange ("forget that")."""
 
 
 # --- turn bookkeeping ---------------------------------------------------------------

@@ -1,14 +1,29 @@
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import zmq
 
+from actors.llm_memory import STATE_DIR_ENV
 from bus.sockets import BusAddress, run_proxy
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Conversation memory of the sets module fixtures launch goes to a folder of this run, not ./logs."""
+    os.environ[STATE_DIR_ENV] = str(tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(autouse=True)
+def _state_of_the_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's own actors remember only that test's conversation."""
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
 
 
 @pytest.fixture
