@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-from typing import Any
 
 import structlog
 import zmq
@@ -23,13 +22,13 @@ from actors.base import Actor
 from actors.table import spec_of
 from bus.endpoints import address_in_use
 from bus.privacy import PRIVATE_UMASK, remember_config
-from launch.config import bus_address, replica_counts, settings_for
+from launch.config import Config, bus_address, replica_counts, settings_for
 from launch.logsetup import configure_logging
 
 EXIT_START_FAILED = 2
 
 
-def build_actor(name: str, config: dict[str, Any]) -> Actor:
+def build_actor(name: str, config: Config) -> Actor:
     """The actor called `name` (a replica: NAME-i), with its settings and place in the system."""
     spec = spec_of(name)
     if spec is None:
@@ -37,13 +36,13 @@ def build_actor(name: str, config: dict[str, Any]) -> Actor:
     _role, _, index = name.partition("-")
     actor = spec.actor_class()(settings_for(name, config))
     if spec.runs_on == "edge":  # with [satellite] session set, it serves only that session's turns
-        actor.only_session = config["satellite"]["session"]
+        actor.only_session = config.satellite.session
     if spec.watches_link:  # how long the other side may stay silent
-        actor.watch_links(config["satellite"]["link_timeout_s"])
+        actor.watch_links(config.satellite.link_timeout_s)
     if index:
         actor.replica = (int(index), replica_counts(config)[spec.name])
         actor.name = name  # type: ignore[misc]  # Ready and logs name the replica
-    actor.max_queued_turns = config["server"]["max_queued_turns"]
+    actor.max_queued_turns = config.server.max_queued_turns
     return actor
 
 
@@ -61,7 +60,7 @@ def _model_hint(name: str, exc: Exception) -> str:
             f"`rocky-relay models prepare` rebuilds the embedded ones, or set {setting} to another model")
 
 
-def run_proxy_process(config: dict[str, Any]) -> int:
+def run_proxy_process(config: Config) -> int:
     from bus.security import BusSecurityError
     from bus.sockets import run_proxy
 
@@ -81,24 +80,24 @@ def run_proxy_process(config: dict[str, Any]) -> int:
     return 0
 
 
-def read_config(source: str) -> dict[str, Any]:
+def read_config(source: str) -> Config:
     """The launch config from a file the supervisor wrote, or from stdin (`-`)."""
     if source == "-":
         text = sys.stdin.read()
     else:
         with open(source, encoding="utf-8") as f:
             text = f.read()
-    config = json.loads(text)
-    if not isinstance(config, dict):
+    data = json.loads(text)
+    if not isinstance(data, dict):
         raise ValueError(f"{source}: the config must be a JSON object")
-    return config
+    return Config.from_dict(data, source)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)
     args = sys.argv[1:] if argv is None else argv
     name, config = args[0], read_config(args[1])
-    remember_config(config)
+    remember_config(config.to_dict())
     configure_logging(json_output=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if name == "proxy":

@@ -30,7 +30,7 @@ from launch.answers import Question, load_questions
 from launch.bench_bus import bus_hop_us, in_process_first_audio_ms, machine_description
 from launch.bench_prompts import write_prompts
 from launch.bench_table import latency_table, ratios, scores
-from launch.config import bus_address, load_config
+from launch.config import Config, bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
 
@@ -86,18 +86,18 @@ def busy_loop(where: str) -> Iterator[None]:
         proc.wait(timeout=10)
 
 
-def run_turn(driver: TurnDriver, config: dict[str, Any], scenario: Scenario, question: Question,
+def run_turn(driver: TurnDriver, config: Config, scenario: Scenario, question: Question,
              prompt: Path | None) -> dict[str, Any]:
     if scenario.kind == "typed":
         return driver.typed_turn(question.ask, timeout_s=120)
     if scenario.kind == "barge-in":
         record = driver.interrupted_turn("Tell me a long story about your ship and your friends.")
-        with wave.open(config["player"]["path"]) as reply:  # audio after the stop would be stale
+        with wave.open(config.section("player").path) as reply:  # audio after the stop would be stale
             played_ms = 1000 * reply.getnframes() / reply.getframerate()
         record["stale_audio_ms"] = round(max(0.0, played_ms - (record.get("played_at_stop_ms") or 0.0)), 1)
         return record
     assert prompt is not None
-    Path(config["mic"]["path"]).write_bytes(prompt.read_bytes())
+    Path(config.section("mic").path).write_bytes(prompt.read_bytes())
     return driver.spoken_turn(timeout_s=120)
 
 
@@ -111,7 +111,7 @@ def run_model(model: str, pipeline: str, questions: list[Question], prompts: dic
     config = load_config(workdir / "bench.toml", overrides)
     records: list[dict[str, Any]] = []
     launched = time.monotonic()
-    with Supervisor(config, config["sets"]["local"], log_dir=workdir / "actors") as supervisor:
+    with Supervisor(config, config.sets["local"], log_dir=workdir / "actors") as supervisor:
         supervisor.start()
         startup_s = time.monotonic() - launched
         driver = TurnDriver(bus_address(config))

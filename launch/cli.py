@@ -22,20 +22,20 @@ from bus.endpoints import AddressInUse
 from bus.privacy import PRIVATE_UMASK
 from bus.security import BusSecurityError
 from launch.bench_table import BENCH_MODELS
-from launch.config import ConfigError, actor_set, bus_address, load_config
+from launch.config import Config, ConfigError, actor_set, bus_address, load_config
 from launch.logsetup import configure_logging
 
 DEFAULT_CONFIG = Path("rocky-relay.toml")
 
 
-def _config(args: argparse.Namespace, extra: Sequence[str] = (), secure: bool = True) -> dict[str, Any]:
+def _config(args: argparse.Namespace, extra: Sequence[str] = (), secure: bool = True) -> Config:
     from bus.privacy import remember_config
     from bus.security import require_security
     from launch.keys_cmd import bind_session_to_key
 
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     config = load_config(path, [*extra, *args.set])
-    remember_config(config)  # from here on, its credentials are masked in whatever is printed
+    remember_config(config.to_dict())  # from here on, its credentials are masked in whatever is printed
     if secure:
         address = bus_address(config)
         require_security(address)  # a LAN bus without keys: say so before spawning anything
@@ -44,7 +44,7 @@ def _config(args: argparse.Namespace, extra: Sequence[str] = (), secure: bool = 
 
 
 @contextmanager
-def _running(config: dict[str, Any], set_name: str, attach: bool, drop: tuple[str, ...] = ()) -> Iterator[None]:
+def _running(config: Config, set_name: str, attach: bool, drop: tuple[str, ...] = ()) -> Iterator[None]:
     """The actor set up and ready for the duration of the block (nothing started with --attach)."""
     if attach:
         yield
@@ -83,7 +83,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     config = _config(args, overrides)
     with _running(config, args.actors, args.attach):
         driver = TurnDriver(bus_address(config), session=args.session,
-                            link_timeout_s=config["satellite"]["link_timeout_s"],
+                            link_timeout_s=config.satellite.link_timeout_s,
                             source="script" if args.input else "keyboard", wait_s=record_wait_s(config))
         try:
             if args.input:
@@ -166,7 +166,7 @@ def cmd_say(args: argparse.Namespace) -> int:
     config = _config(args, overrides)
     with _running(config, "typed", args.attach):
         driver = TurnDriver(bus_address(config), session=args.session,
-                            link_timeout_s=config["satellite"]["link_timeout_s"], source="typed",
+                            link_timeout_s=config.satellite.link_timeout_s, source="typed",
                             wait_s=record_wait_s(config))
         try:
             record = driver.typed_turn(text, on_event=print_event)
@@ -192,12 +192,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     with _running(config, args.set_name, attach=False):
-        print(f"actor set {args.set_name!r} ready on {config['bus']['sub']}; Ctrl-C stops it", file=sys.stderr)
+        print(f"actor set {args.set_name!r} ready on {config.bus.sub}; Ctrl-C stops it", file=sys.stderr)
         done.wait()
     return 0
 
 
-def _check_set(config: dict[str, Any], set_name: str) -> int:
+def _check_set(config: Config, set_name: str) -> int:
     """Build every actor of the set as its process would, starting none: what an install must prove."""
     from launch.actor_main import build_actor
     from launch.config import expand_replicas

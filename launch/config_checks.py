@@ -8,7 +8,9 @@ everything, so it would slip through any bound).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,18 +68,15 @@ def default_range(key: str) -> Range | None:
     return None
 
 
-def check_numbers(config: dict[str, Any], sections: dict[str, type]) -> list[str]:
-    """What is wrong with the numeric settings of `config` (empty: nothing)."""
-    import dataclasses
-    import typing
-
+def check_numbers(sections: dict[str, Any]) -> list[str]:
+    """What is wrong with the numeric settings of each section's settings object (empty: nothing)."""
     problems: list[str] = []
-    for section, cls in sections.items():
-        hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
+    for section, settings in sections.items():
+        hints = typing.get_type_hints(type(settings))
+        for field in dataclasses.fields(settings):
             if hints[field.name] not in (int, float):
                 continue
-            key, value = f"{section}.{field.name}", config[section][field.name]
+            key, value = f"{section}.{field.name}", getattr(settings, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 problems.append(f"{key} = {value!r}: must be a finite number")
                 continue
@@ -91,11 +90,11 @@ TEMPLATES = {"player.path": {"session": "kitchen", "turn": 1}}
 """Settings that are str.format templates, with the fields they are given."""
 
 
-def check_templates(config: dict[str, Any]) -> list[str]:
+def check_templates(sections: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     for key, fields in TEMPLATES.items():
         section, _, name = key.partition(".")
-        template = config[section][name]
+        template = getattr(sections[section], name)
         try:
             template.format(**fields)
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:

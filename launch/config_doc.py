@@ -49,7 +49,7 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -57,8 +57,14 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # a TOML basic string is JSON-compatible for these values
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: one entry of a list of tables, such as [[tools.mcp]]
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no TOML form for {value!r}")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else json.dumps(key)
 
 
 def _comment(text: str, width: int = 100) -> list[str]:
@@ -72,18 +78,18 @@ def _comment(text: str, width: int = 100) -> list[str]:
 
 
 def documented_defaults() -> str:
-    config = default_config()
+    config = default_config().to_dict()
     out = [HEADER]
     for section in ("bus", "security", "sets"):
         out += ["", *_comment(SECTION_NOTES[section]), f"[{section}]"]
-        out += [f"{key} = {_toml_value(value)}" for key, value in config[section].items()]
+        out += [f"{key} = {toml_value(value)}" for key, value in config[section].items()]
     for section, cls in SECTIONS.items():
         docs = field_docs(cls)
         out += ["", f"[{section}]"]
         if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "("):
             out[-1:-1] = _comment(cls.__doc__)
         for key, value in config[section].items():
-            out += [*_comment(docs.get(key) or key), f"{key} = {_toml_value(value)}"]
+            out += [*_comment(docs.get(key) or key), f"{key} = {toml_value(value)}"]
     return "\n".join(out) + "\n"
 
 

@@ -18,12 +18,17 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from actors.llm_settings import LlmSettings
+from actors.logger_settings import LoggerSettings
 from bus.sockets import BusAddress
 from launch.models_cmd import load_args_config
 from models.manage import check, resolve
 from models.registry import model_cache_dir
+
+if TYPE_CHECKING:
+    from launch.config import Config
 
 LLAMA_BUILD_FLAGS = ("avx", "avx2", "fma", "f16c")
 """What setup.sh builds llama.cpp with (-DGGML_NATIVE=OFF plus these): a CPU without one crashes in it."""
@@ -50,7 +55,7 @@ def check_python() -> list[Finding]:
     return [Finding("python", "ok", f"Python {version} ({sys.executable})")]
 
 
-def check_audio(config: dict[str, Any]) -> list[Finding]:
+def check_audio(config: Config) -> list[Finding]:
     live = "live talk needs it; WAV in/out works without: talk --input q.wav --output reply.wav"
     try:
         import sounddevice
@@ -67,21 +72,21 @@ def check_audio(config: dict[str, Any]) -> list[Finding]:
     findings = []
     for kind, section in (("input", "mic"), ("output", "player")):
         channels = f"max_{kind}_channels"
-        wanted = str(config[section]["device"])
+        wanted = str(config.section(section).device)
         names = ", ".join(repr(d["name"]) for d in devices if d[channels] > 0) or "none"
         try:
             info = sounddevice.query_devices(int(wanted) if wanted.isdigit() else wanted or None, kind=kind)
             findings.append(Finding("audio", "ok", f"{kind}: {info['name']!r}"
                                     f"{' (system default)' if not wanted else ''}; {kind}s: {names}"))
         except (ValueError, sounddevice.PortAudioError) as exc:
-            status = "fail" if wanted and config[section]["backend"] == "sounddevice" else "warn"
+            status = "fail" if wanted and config.section(section).backend == "sounddevice" else "warn"
             findings.append(Finding("audio", status, f"{kind} {wanted or 'default'}: {exc}; {kind}s: {names}",
                                     f"--set {section}.device=NAME with one of the {kind}s listed (or check "
                                     "PulseAudio: pactl info)"))
     return findings
 
 
-def check_models(config: dict[str, Any], full: bool) -> list[Finding]:
+def check_models(config: Config, full: bool) -> list[Finding]:
     outcomes = [(entry, check(entry, full=full)) for entry in resolve(config)]
     return [Finding("models", out.status, f"{entry.label}: {out.text}", out.fix) for entry, out in outcomes]
 
@@ -127,18 +132,14 @@ def _port_state(end: Endpoint) -> str:
             return "remote" if exc.errno == errno.EADDRNOTAVAIL else "in use"
 
 
-def _secured(config: dict[str, Any]) -> BusAddress:
+def _secured(config: Config) -> BusAddress:
     """The bus address with this peer's CURVE keys when [security] keys_dir names a store."""
-    address = BusAddress(pub_addr=config["bus"]["pub"], sub_addr=config["bus"]["sub"])
-    security = config.get("security") or {}
-    if not security.get("keys_dir"):
-        return address
-    from bus.keys import secure_address
+    from launch.config import bus_address
 
-    return secure_address(address, security["keys_dir"], security.get("name") or None)
+    return bus_address(config)
 
 
-def _proxy_answers(config: dict[str, Any]) -> bool:
+def _proxy_answers(config: Config) -> bool:
     import zmq
 
     from bus.handshake import prove_path
@@ -160,8 +161,8 @@ def _proxy_answers(config: dict[str, Any]) -> bool:
         ctx.term()
 
 
-def check_bus(config: dict[str, Any]) -> list[Finding]:
-    parsed = [_parse(s, config["bus"][k]) for s, k in (("bus.pub", "pub"), ("bus.sub", "sub"))]
+def check_bus(config: Config) -> list[Finding]:
+    parsed = [_parse("bus.pub", config.bus.pub), _parse("bus.sub", config.bus.sub)]
     findings = [p for p in parsed if isinstance(p, Finding)]
     ends = [p for p in parsed if isinstance(p, Endpoint)]
     if findings:
@@ -184,11 +185,11 @@ def check_bus(config: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-def check_keys(config: dict[str, Any]) -> list[Finding]:
-    keys_dir = (config.get("security") or {}).get("keys_dir", "")
+def check_keys(config: Config) -> list[Finding]:
+    keys_dir = config.security.keys_dir
     from bus.security import BusSecurityError, is_local_endpoint
 
-    local = all(is_local_endpoint(config["bus"][k]) for k in ("pub", "sub"))
+    local = all(is_local_endpoint(end) for end in (config.bus.pub, config.bus.sub))
     if not keys_dir:
         if local:
             return [Finding("keys", "ok", "loopback bus: no keys needed")]
@@ -237,12 +238,12 @@ def check_cpu(flags: set[str] | None) -> list[Finding]:
     return [Finding("cpu", "ok", f"{' '.join(LLAMA_BUILD_FLAGS)} present{extra}")]
 
 
-def check_llama(config: dict[str, Any], flags: set[str] | None) -> list[Finding]:
-    needed = config["llm"]["backend"] == "llama-cpp"
+def check_llama(config: Config, flags: set[str] | None) -> list[Finding]:
+    needed = config.of(LlmSettings).backend == "llama-cpp"
     try:
         import llama_cpp
     except (ImportError, OSError) as exc:
-        why = "" if needed else f" (not needed: llm.backend={config['llm']['backend']})"
+        why = "" if needed else f" (not needed: llm.backend={config.of(LlmSettings).backend})"
         return [Finding("llama", "fail" if needed else "ok", f"llama_cpp not importable: {exc}{why}",
                         "./setup.sh (builds llama-cpp-python once with safe CPU flags)")]
     info = llama_cpp.llama_print_system_info()
@@ -257,9 +258,9 @@ def check_llama(config: dict[str, Any], flags: set[str] | None) -> list[Finding]
                     f"{', '.join(sorted(n for n in built if n in LLAMA_INFO_FLAGS)) or 'no x86 extensions'}")]
 
 
-def check_disk(config: dict[str, Any]) -> list[Finding]:
+def check_disk(config: Config) -> list[Finding]:
     findings = []
-    for what, path in (("logs", Path(config["logger"]["path"]).parent), ("model cache", model_cache_dir())):
+    for what, path in (("logs", Path(config.of(LoggerSettings).path).parent), ("model cache", model_cache_dir())):
         existing = path.resolve()
         while not existing.exists():  # not created yet: the disk it will land on
             existing = existing.parent
@@ -274,7 +275,7 @@ def check_disk(config: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-def run_checks(config: dict[str, Any], full: bool = False) -> list[Finding]:
+def run_checks(config: Config, full: bool = False) -> list[Finding]:
     flags = cpu_flags()
     return [*check_python(), *check_audio(config), *check_models(config, full), *check_bus(config),
             *check_keys(config), *check_cpu(flags), *check_llama(config, flags), *check_disk(config)]

@@ -10,7 +10,7 @@ import argparse
 import sys
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zmq.auth import load_certificate
 
@@ -18,20 +18,23 @@ from bus.key_access import SERVICE_GROUP, group_name, service_gid
 from bus.keys import KeyStoreError, add_client, init_store, install_bundle, list_clients, revoke_client
 from bus.security import CLIENTS_DIR, DEFAULT_KEYS_DIR, PUBLIC_SUFFIX, SERVER, BusSecurityError, CurveKeys
 
+if TYPE_CHECKING:
+    from launch.config import Config
 
-def bind_session_to_key(config: dict[str, Any], keys: CurveKeys | None) -> None:
+
+def bind_session_to_key(config: Config, keys: CurveKeys | None) -> None:
     """A satellite speaks for one session, its key's name (the server's proxy drops anything else it sends):
     an empty [satellite] session becomes that name, a different one is refused now rather than silenced."""
     from launch.config import ConfigError
 
     if keys is None or keys.name == SERVER:
         return
-    session = config["satellite"]["session"]
+    session = config.satellite.session
     if session and session != keys.name:
         raise ConfigError(f"satellite.session = {session!r}, but this satellite's key is {keys.name!r}: the server "
                           f"lets a key speak only for the session of its name; set satellite.session = "
                           f"{keys.name!r} (or leave it empty), or make the key with `rocky-relay keys add {session}`")
-    config["satellite"]["session"] = config["button"]["session"] = config["leds"]["session"] = keys.name
+    config.satellite.session = config.section("button").session = config.section("leds").session = keys.name
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.manage import ROLES, Entry, Outcome, check, entry_files, prepare, resolve
 from models.manifest import KNOWN_MODELS
 from models.registry import is_complete
 
+if TYPE_CHECKING:
+    from launch.config import Config
+
 DEFAULT_CONFIG = Path("rocky-relay.toml")
 
 
-def load_args_config(args: argparse.Namespace) -> dict[str, Any]:
+def load_args_config(args: argparse.Namespace) -> Config:
     from launch.config import load_config
 
     path = getattr(args, "config", None) or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)

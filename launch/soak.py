@@ -196,7 +196,7 @@ def run_soak(turns: int, backends: str = "fast", warmup: int = 10, rss_limit_pct
     with tempfile.TemporaryDirectory(prefix="rr-soak-") as tmp:
         folder = Path(tmp)
         config = load_config(config_path, [*(user_overrides or []), *overrides(backends, folder)])
-        supervisor = Supervisor(config, config["sets"]["local"], log_dir=folder / "actors")
+        supervisor = Supervisor(config, config.sets["local"], log_dir=folder / "actors")
         driven: list[int] = []
         try:
             supervisor.start(timeout_s=300)

@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bus.endpoints import AddressInUse, address_in_use, endpoint_in_use
 from bus.handshake import prove_path, wait_for_actors
@@ -29,7 +28,7 @@ from bus.messages import ActorDown, Ready
 from bus.privacy import PRIVATE_MODE
 from bus.sockets import BusClient
 from launch.actor_main import EXIT_START_FAILED
-from launch.config import bus_address, expand_replicas
+from launch.config import Config, bus_address, expand_replicas
 from launch.orphans import die_with_parent
 
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -64,7 +63,7 @@ class Restart:
 
 
 class Supervisor:
-    def __init__(self, config: dict[str, Any], actors: list[str], log_dir: str | Path = "logs/actors") -> None:
+    def __init__(self, config: Config, actors: list[str], log_dir: str | Path = "logs/actors") -> None:
         self.config = config
         self.children = {name: Child(name) for name in expand_replicas(config, actors)}
         self.log_dir = Path(log_dir)
@@ -174,7 +173,7 @@ class Supervisor:
         if self._config_path is None:
             fd, name = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=self.log_dir)  # mode 0600
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.config, f)
+                json.dump(self.config.to_dict(), f)
             self._config_path = Path(name).resolve()
         return self._config_path
 

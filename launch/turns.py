@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.link import LINK_TIMEOUT_S, LinkWatch
 from actors.logger_settings import LoggerSettings
@@ -21,6 +21,9 @@ from bus.handshake import prove_path
 from bus.messages import AudioFrame, ButtonSource, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnError, TurnRecord
 from bus.push_to_talk import ButtonPublisher, new_turn_id
 from bus.sockets import BusAddress, BusClient
+
+if TYPE_CHECKING:
+    from launch.config import Config
 
 Printer = Callable[[Envelope], None]
 HEADLINE = ("release_to_first_audio_ms", "press_to_first_audio_ms")
@@ -32,9 +35,9 @@ ERROR_GRACE_S = 5.0
 """After a stage's error for the turn: how long the record may take before the driver reports the error itself."""
 
 
-def record_wait_s(config: dict[str, Any]) -> float:
+def record_wait_s(config: Config) -> float:
     """How long a driver of the set `config` describes waits for a record after the last news of a turn."""
-    return float(config["logger"]["turn_timeout_s"]) + RECORD_MARGIN_S
+    return float(config.of(LoggerSettings).turn_timeout_s) + RECORD_MARGIN_S
 
 
 class TurnDriver:

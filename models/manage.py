@@ -15,10 +15,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from models.manifest import KNOWN_MODELS, KnownModel, known_model
 from models.registry import ModelNotFound, assemble, is_complete, known_model_root, sha256_file
+
+if TYPE_CHECKING:
+    from launch.config import Config
 
 ROLES = (("stt", "model"), ("llm", "model"), ("tts", "voice"))
 LOCAL_BACKENDS = {"stt": "faster-whisper", "llm": "llama-cpp", "tts": "piper"}
@@ -129,14 +132,15 @@ def _entry(role: str, setting: str, spec: str, known: KnownModel | None, configu
     return entry
 
 
-def resolve(config: dict[str, Any], include_all: bool = False) -> list[Entry]:
+def resolve(config: Config, include_all: bool = False) -> list[Entry]:
     entries: list[Entry] = []
     for role, field in ROLES:
-        backend, spec, setting = config[role]["backend"], str(config[role][field]), f"{role}.{field}"
+        settings = config.section(role)
+        backend, spec, setting = settings.backend, str(getattr(settings, field)), f"{role}.{field}"
         if backend == LOCAL_BACKENDS[role]:
             entries.append(_entry(role, setting, spec, known_model(role, spec)))
         elif backend in REMOTE_BACKENDS[role]:
-            where = config[role].get("url") or config[role].get("base_url") or ""
+            where = getattr(settings, "url", "") or getattr(settings, "base_url", "") or ""
             entries.append(Entry(role, setting, spec, skip=f"remote ({role}.backend={backend}) {where}".strip()))
         else:
             entries.append(Entry(role, setting, spec, skip=f"none needed ({role}.backend={backend})"))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -30,9 +29,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.table import default_sets
+
+if TYPE_CHECKING:
+    from launch.config import Config
 
 EDGE = tuple(default_sets()["pi"])
 SERVER = default_sets()["server"]
@@ -53,8 +55,8 @@ def _free_port_pair() -> int:
     raise RuntimeError("no two neighbouring free TCP ports on 127.0.0.1")
 
 
-def _config(tmp: Path, mic: str, player: str) -> dict[str, Any]:
-    from launch.config import load_config
+def _config(tmp: Path, mic: str, player: str) -> Config:
+    from launch.config import BusSettings, load_config
     from pi.button import GpioButtonSettings
     from pi.leds import LedSettings
 
@@ -65,10 +67,9 @@ def _config(tmp: Path, mic: str, player: str) -> dict[str, Any]:
         f"player.path={tmp / 'replies' / '{session}-{turn}.wav'}"])
     port = _free_port_pair()
     # TCP like the Pi's LAN link (not ipc), so the socket cost is the one the Pi pays.
-    config["bus"] = {"pub": f"tcp://127.0.0.1:{port}", "sub": f"tcp://127.0.0.1:{port + 1}"}
-    # Set here rather than through load_config, so this runs whether or not the launcher knows these actors yet.
-    config["button"] = dataclasses.asdict(GpioButtonSettings(backend="fake", session="pi"))
-    config["leds"] = dataclasses.asdict(LedSettings(backend="fake", session="pi"))
+    config.bus = BusSettings(pub=f"tcp://127.0.0.1:{port}", sub=f"tcp://127.0.0.1:{port + 1}")
+    config.sections["button"] = GpioButtonSettings(backend="fake", session="pi")
+    config.sections["leds"] = LedSettings(backend="fake", session="pi")
     return config
 
 
@@ -108,10 +109,10 @@ def child_main(name: str, config_file: str) -> int:
     stop = threading.Event()
     actor: GpioButtonActor | LedActor
     if name == "button":
-        actor = GpioButtonActor(GpioButtonSettings(**config["button"]), pins=pins)
+        actor = GpioButtonActor(config.of(GpioButtonSettings), pins=pins)
         threading.Thread(target=_press_loop, args=(actor, pins, stop), daemon=True).start()
     else:
-        actor = LedActor(LedSettings(**config["leds"]), pins=pins)
+        actor = LedActor(config.of(LedSettings), pins=pins)
 
     def on_term(*_: object) -> None:
         stop.set()
@@ -128,14 +129,14 @@ def child_main(name: str, config_file: str) -> int:
 # --- parent: run, sample, report -----------------------------------------------------------
 
 
-def _spawn(name: str, config: dict[str, Any], log_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn(name: str, config: Config, log_dir: Path) -> subprocess.Popen[bytes]:
     from launch.orphans import die_with_parent  # the launcher's no-orphans guarantee, here too
 
     config_file = log_dir / ".config.json"  # never on the command line: other users can read that
     if not config_file.exists():
         fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(config, f)
+            json.dump(config.to_dict(), f)
     with open(log_dir / f"{name}.log", "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "pi.measure_edge", "--child", name, str(config_file)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,

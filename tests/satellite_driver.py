@@ -82,7 +82,7 @@ class Satellite:
 
     def turn(self, driver: TurnDriver, wav: str, timed: bool) -> None:
         with self.busy:
-            shutil.copyfile(wav, self.config["mic"]["path"])  # the WAV mic reads its file at each press
+            shutil.copyfile(wav, self.config.section("mic").path)  # the WAV mic reads its file at each press
             started = time.monotonic()
             framed = spoke = False
 

@@ -99,7 +99,7 @@ def stack() -> Iterator[Stack]:
                  "player.backend=sounddevice", "player.device=relay_out",
                  f"logger.path={folder}/turns.jsonl", "audible.device=relay_monitor"]
     config = load_config(None, overrides)
-    actors = [*config["sets"]["local"], "audible"]
+    actors = [*config.sets["local"], "audible"]
     try:
         with private_pulseaudio() as audio, pytest.MonkeyPatch.context() as env:
             for key, value in audio.env.items():  # every actor process inherits it from here

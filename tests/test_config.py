@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
+from actors.llm_settings import LlmSettings
 from bus.sockets import BusAddress
 from launch.config import (
     ADDRESS_ENV,
     SETTINGS,
+    BusSettings,
     ConfigError,
     actor_set,
     bus_address,
@@ -38,11 +39,11 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_config_has_every_actor_section_and_set() -> None:
     config = default_config()
     assert set(SETTINGS) == EXPECTED_ACTORS
-    assert set(config) == {"bus", "security", "sets", "satellite", "server"} | EXPECTED_ACTORS
+    assert set(config.to_dict()) == {"bus", "security", "sets", "satellite", "server"} | EXPECTED_ACTORS
     for name, cls in SETTINGS.items():
-        assert config[name] == dataclasses.asdict(cls())
+        assert config.section(name) == cls() and config.of(cls) == cls()
         assert settings_for(name, config) == cls()
-    assert {"local", "server", "pi", "typed"} <= set(config["sets"])
+    assert {"local", "server", "pi", "typed"} <= set(config.sets)
     assert actor_set(config, "pi") == ["mic", "player", "button", "leds"]
     assert "proxy" in actor_set(config, "local")
     assert bus_address(config) == BusAddress()
@@ -50,11 +51,11 @@ def test_default_config_has_every_actor_section_and_set() -> None:
 
 def test_default_config_is_a_fresh_copy_each_time() -> None:
     first = default_config()
-    first["sets"]["local"].append("ghost")
-    first["llm"]["max_tokens"] = 1
+    first.sets["local"].append("ghost")
+    first.of(LlmSettings).max_tokens = 1
     second = default_config()
-    assert "ghost" not in second["sets"]["local"]
-    assert second["llm"]["max_tokens"] != 1
+    assert "ghost" not in second.sets["local"]
+    assert second.of(LlmSettings).max_tokens != 1
 
 
 def test_load_config_without_file_or_overrides_is_the_default() -> None:
@@ -77,12 +78,12 @@ temperature = 0.25
 realtime = false
 """)
     config = load_config(path)
-    assert config["llm"]["max_tokens"] == 16
-    assert config["llm"]["temperature"] == 0.25
-    assert config["mic"]["realtime"] is False
-    assert config["llm"]["top_p"] == default_config()["llm"]["top_p"]  # untouched keys keep defaults
+    assert config.section("llm").max_tokens == 16
+    assert config.section("llm").temperature == 0.25
+    assert config.section("mic").realtime is False
+    assert config.section("llm").top_p == default_config().section("llm").top_p  # untouched keys keep defaults
     assert actor_set(config, "mini") == ["proxy", "llm", "tts"]
-    assert actor_set(config, "local") == default_config()["sets"]["local"]
+    assert actor_set(config, "local") == default_config().sets["local"]
     assert bus_address(config) == BusAddress(pub_addr="tcp://10.0.0.5:9000", sub_addr=BusAddress().sub_addr)
 
 
@@ -96,12 +97,12 @@ def test_set_overrides_coerce_to_field_types(tmp_path: Path) -> None:
         "tts.length_scale=2",
         "bus.sub=tcp://h:1",
     ])
-    assert config["llm"]["max_tokens"] == 32 and type(config["llm"]["max_tokens"]) is int
-    assert config["llm"]["temperature"] == 0.2 and type(config["llm"]["temperature"]) is float
-    assert config["mic"]["realtime"] is False
-    assert config["stt"]["language"] == "de"
-    assert config["tts"]["length_scale"] == 2.0 and type(config["tts"]["length_scale"]) is float
-    assert config["bus"]["sub"] == "tcp://h:1"
+    assert config.section("llm").max_tokens == 32 and type(config.section("llm").max_tokens) is int
+    assert config.section("llm").temperature == 0.2 and type(config.section("llm").temperature) is float
+    assert config.section("mic").realtime is False
+    assert config.section("stt").language == "de"
+    assert config.section("tts").length_scale == 2.0 and type(config.section("tts").length_scale) is float
+    assert config.bus.sub == "tcp://h:1"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -109,7 +110,7 @@ def test_set_overrides_coerce_to_field_types(tmp_path: Path) -> None:
     ("false", False), ("False", False), ("0", False), ("no", False),
 ])
 def test_bool_override_spellings(text: str, expected: bool) -> None:
-    assert load_config(overrides=[f"mic.realtime={text}"])["mic"]["realtime"] is expected
+    assert load_config(overrides=[f"mic.realtime={text}"]).section("mic").realtime is expected
 
 
 @pytest.mark.parametrize(("toml", "names"), [
@@ -162,13 +163,13 @@ def test_bus_env_sets_tcp_addresses(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert bus_address(config) == BusAddress(pub_addr="tcp://192.168.1.20:8000", sub_addr="tcp://192.168.1.20:8001")
     # --set still wins over the environment.
     config = load_config(overrides=["bus.pub=tcp://other:5"])
-    assert config["bus"] == {"pub": "tcp://other:5", "sub": "tcp://192.168.1.20:8001"}
+    assert config.bus == BusSettings(pub="tcp://other:5", sub="tcp://192.168.1.20:8001")
 
 
 def test_bus_env_without_port_uses_default_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ADDRESS_ENV, "rocky-server")
     config = load_config()
-    assert config["bus"] == {"pub": "tcp://rocky-server:7750", "sub": "tcp://rocky-server:7751"}
+    assert config.bus == BusSettings(pub="tcp://rocky-server:7750", sub="tcp://rocky-server:7751")
 
 
 def test_actor_set_unknown_name_raises_config_error() -> None:
@@ -187,7 +188,7 @@ def test_wrong_shapes_and_types_in_a_file_are_config_errors(tmp_path: Path, toml
 
 
 def test_a_set_can_be_given_on_the_command_line() -> None:
-    assert load_config(None, ["sets.mini=llm, persona"])["sets"]["mini"] == ["llm", "persona"]
+    assert load_config(None, ["sets.mini=llm, persona"]).sets["mini"] == ["llm", "persona"]
 
 
 @pytest.mark.parametrize("value", ["host:abc", ":7000"])
@@ -198,5 +199,5 @@ def test_a_bad_bus_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch, value:
 
 
 def test_rocky_llm_persona_asks_the_llm_for_rocky_phrasing() -> None:
-    assert load_config(None, [])["llm"]["style"] == "plain"
-    assert load_config(None, ["persona.style=rocky_llm"])["llm"]["style"] == "rocky"
+    assert load_config(None, []).section("llm").style == "plain"
+    assert load_config(None, ["persona.style=rocky_llm"]).section("llm").style == "rocky"

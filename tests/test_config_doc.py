@@ -19,14 +19,14 @@ def test_defaults_file_is_generated_from_the_settings_and_current() -> None:
 def test_defaults_file_holds_exactly_every_default() -> None:
     with open(DEFAULTS_FILE, "rb") as f:
         parsed = tomllib.load(f)
-    assert parsed == default_config()
+    assert parsed == default_config().to_dict()
 
 
 def test_every_setting_is_documented() -> None:
     text = DEFAULTS_FILE.read_text().splitlines()
     for section, cls in SECTIONS.items():
         docs = field_docs(cls)
-        for key in default_config()[section]:
+        for key in default_config().to_dict()[section]:
             line = next(i for i, ln in enumerate(text) if ln.startswith(f"{key} = ")
                         and f"[{section}]" in _section_of(text, i))
             assert text[line - 1].startswith("#"), f"{section}.{key} has no comment above it"

@@ -46,7 +46,7 @@ def system() -> Iterator[Crashable]:
                  "player.backend=wav", f"player.path={folder}/reply-{{turn}}.wav",
                  f"logger.path={folder}/turns.jsonl"]
     config = load_config(None, overrides)
-    names = config["sets"]["local"]
+    names = config.sets["local"]
     supervisor = Supervisor(config, names, log_dir=folder / "actors")
     driver = None
     try:

@@ -68,7 +68,7 @@ def live() -> Iterator[LiveSystem]:
     config_file = folder / "rocky-relay.toml"
     config_file.write_text(f'[bus]\npub = "ipc://{folder}/pub"\nsub = "ipc://{folder}/sub"\n')
     config = load_config(config_file, overrides)
-    supervisor = Supervisor(config, config["sets"]["local"], log_dir=folder / "actors")
+    supervisor = Supervisor(config, config.sets["local"], log_dir=folder / "actors")
     driver = None
     try:
         supervisor.start(timeout_s=180)

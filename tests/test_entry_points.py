@@ -100,4 +100,4 @@ def test_a_player_path_template_that_cannot_be_filled_is_refused_at_start(templa
 
 def test_the_defaults_and_good_values_pass() -> None:
     config = load_config(None, ["llm.temperature=0", "player.path=out/{session}/{turn}.wav", "llm.seed=-1"])
-    assert config["llm"]["temperature"] == 0.0
+    assert config.section("llm").temperature == 0.0

@@ -48,7 +48,7 @@ def wait_until(predicate: object, timeout_s: float) -> bool:
 def test_a_killed_actor_is_restarted_and_the_next_turn_works(workdir: Path) -> None:
     config = load_config(workdir / "rocky-relay.toml", [*FAST, f"player.path={workdir}/r-{{turn}}.wav",
                                                         f"logger.path={workdir}/turns.jsonl"])
-    with Supervisor(config, config["sets"]["typed"], log_dir=workdir / "actors") as supervisor:
+    with Supervisor(config, config.sets["typed"], log_dir=workdir / "actors") as supervisor:
         supervisor.start(timeout_s=60)
         old_pid = supervisor.pid("persona")
         assert old_pid is not None
@@ -99,7 +99,7 @@ def test_ctrl_c_stops_every_process(workdir: Path) -> None:
 def test_a_missing_model_stops_the_actor_with_what_to_install(workdir: Path, actor: str, setting: str,
                                                               hint: str) -> None:
     config = load_config(workdir / "rocky-relay.toml", [setting])
-    result = subprocess.run([sys.executable, "-m", "launch.actor_main", actor, "-"], input=json.dumps(config),
+    result = subprocess.run([sys.executable, "-m", "launch.actor_main", actor, "-"], input=json.dumps(config.to_dict()),
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 2
     assert "/nonexistent/" in result.stderr and hint in result.stderr

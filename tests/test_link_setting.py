@@ -20,4 +20,4 @@ def test_the_satellite_link_timeout_is_what_the_edge_actors_wait(role: str, tmp_
     assert actor.link.timeout_s == 7.25
     default = build_actor(role, load_config())
     assert isinstance(default, PlayerActor | LedActor)
-    assert default.link.timeout_s == load_config()["satellite"]["link_timeout_s"]
+    assert default.link.timeout_s == load_config().satellite.link_timeout_s

@@ -54,7 +54,7 @@ from bus.sockets import (
     DropLog,
     run_proxy,
 )
-from launch.config import bus_address, load_config
+from launch.config import Config, bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
 
@@ -113,7 +113,7 @@ def flood(pub_addr: str, sub_addr: str, kind: str, seconds: float) -> None:
 @dataclass
 class FloodedSet:
     supervisor: Supervisor
-    config: dict[str, Any]
+    config: Config
     folder: Path
 
 
@@ -124,7 +124,7 @@ def flooded() -> Iterator[FloodedSet]:
         f"bus.pub=ipc://{folder}/pub", f"bus.sub=ipc://{folder}/sub", "stt.backend=fixed", "llm.backend=echo",
         "tts.backend=tone", "mic.backend=wav", f"mic.path={PROMPT}", "mic.realtime=false", "player.backend=wav",
         f"player.path={folder}/reply.wav", f"logger.path={folder}/turns.jsonl"])
-    supervisor = Supervisor(config, config["sets"]["local"], log_dir=folder / "actors")
+    supervisor = Supervisor(config, config.sets["local"], log_dir=folder / "actors")
     try:
         supervisor.start(timeout_s=60)
         yield FloodedSet(supervisor, config, folder)
@@ -189,8 +189,8 @@ def new_log_events(folder: Path, since: dict[str, int]) -> dict[str, list[dict[s
     return events
 
 
-def start_rogue(config: dict[str, Any], kind: str) -> subprocess.Popen[str]:
-    code = f"from tests.test_overload import flood; flood({config['bus']['pub']!r}, {config['bus']['sub']!r}, " \
+def start_rogue(config: Config, kind: str) -> subprocess.Popen[str]:
+    code = f"from tests.test_overload import flood; flood({config.bus.pub!r}, {config.bus.sub!r}, " \
            f"{kind!r}, {FLOOD_S})"
     rogue = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert rogue.stdout is not None

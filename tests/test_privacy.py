@@ -89,7 +89,7 @@ def test_no_actor_has_a_secret_on_its_command_line_nor_in_records_logs_or_the_bu
                                        f"player.path={workdir}/replies/{{turn}}.wav",
                                        f"logger.path={workdir}/logs/turns.jsonl"])
     seen: list[str] = []
-    with Supervisor(config, config["sets"]["typed"], log_dir=workdir / "actors") as supervisor:
+    with Supervisor(config, config.sets["typed"], log_dir=workdir / "actors") as supervisor:
         supervisor.start(timeout_s=60)
         for name in supervisor.children:
             pid = supervisor.pid(name)

@@ -73,7 +73,7 @@ def test_replicas_expand_and_shard_each_session_to_exactly_one() -> None:
 
 def test_satellite_session_reaches_button_and_leds() -> None:
     config = load_config(None, ["satellite.session=kitchen"])
-    assert config["button"]["session"] == config["leds"]["session"] == "kitchen"
+    assert config.section("button").session == config.section("leds").session == "kitchen"
 
 
 def test_llm_refuses_turns_past_its_queue_bound_as_busy(bus_address: BusAddress) -> None:

@@ -90,10 +90,10 @@ def test_a_second_set_on_a_busy_address_fails_at_start_and_the_first_keeps_its_a
     overrides = [*FAST, f"bus.pub=ipc://{workdir}/pub", f"bus.sub=ipc://{workdir}/sub",
                  f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl"]
     config = load_config(None, overrides)
-    with Supervisor(config, config["sets"]["typed"], log_dir=workdir / "first") as first:
+    with Supervisor(config, config.sets["typed"], log_dir=workdir / "first") as first:
         first.start(timeout_s=60)
         pids = {name: first.pid(name) for name in first.children}
-        second = Supervisor(config, config["sets"]["typed"], log_dir=workdir / "second")
+        second = Supervisor(config, config.sets["typed"], log_dir=workdir / "second")
         with pytest.raises(AddressInUse, match="address in use"):
             second.start(timeout_s=60)
         second.stop()
@@ -111,7 +111,7 @@ def test_say_without_attach_next_to_a_running_set_refuses_clearly(workdir: Path)
     bus = [f"--set=bus.pub=ipc://{workdir}/pub", f"--set=bus.sub=ipc://{workdir}/sub"]
     config = load_config(None, [*FAST, *(b.removeprefix("--set=") for b in bus),
                                 f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl"])
-    with Supervisor(config, config["sets"]["typed"], log_dir=workdir / "first") as first:
+    with Supervisor(config, config.sets["typed"], log_dir=workdir / "first") as first:
         first.start(timeout_s=60)
         result = subprocess.run([sys.executable, "-m", "launch.cli", *bus, *(f"--set={o}" for o in FAST), "say",
                                  "hello"], capture_output=True, text=True, timeout=60, cwd=workdir,

@@ -113,12 +113,13 @@ def test_a_satellites_session_is_its_keys_name(curve_bus: CurveBus) -> None:  # 
     alice = curve_bus.satellites["alice"]
     config = load_config(None, ["button.session=pi"])
     bind_session_to_key(config, alice)  # empty [satellite] session: the key's name, for every edge actor
-    assert (config["satellite"]["session"], config["button"]["session"], config["leds"]["session"]) == ("alice",) * 3
+    assert (config.satellite.session, config.section("button").session,
+            config.section("leds").session) == ("alice",) * 3
     with pytest.raises(ConfigError, match="keys add kitchen"):
         bind_session_to_key(load_config(None, ["satellite.session=kitchen"]), alice)
     server = load_config(None, ["satellite.session=kitchen"])
     bind_session_to_key(server, curve_bus.address.curve)  # the server's own key: any session
-    assert server["satellite"]["session"] == "kitchen"
+    assert server.satellite.session == "kitchen"
 
 
 def test_a_satellite_cannot_read_through_a_topic_it_forged(curve_bus: CurveBus) -> None:  # noqa: F811

@@ -20,7 +20,7 @@ SHORT_RSS_LIMIT_PCT = 10.0
 def test_sixty_fast_turns_leak_nothing(tmp_path: Path) -> None:
     result = run_soak(60, "fast", warmup=10, rss_limit_pct=SHORT_RSS_LIMIT_PCT, progress=False)
     print(format_table(result))
-    actors = set(load_config()["sets"]["local"])
+    actors = set(load_config().sets["local"])
     assert set(result.start) == set(result.end) == actors
     driven = result.warmup + 60  # the warm-up lasts until the echo LLM's memory is full (~70 turns)
     assert result.statuses == {"ok": driven}, result.failures

@@ -28,7 +28,7 @@ from actors.timing import TurnTimeline
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import ButtonEvent, CaptureEnd, Interrupt, LlmDone, Say, Transcript
 from bus.sockets import BusClient
-from launch.config import bus_address, load_config
+from launch.config import Config, bus_address, load_config
 from launch.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ CLI_GUARD_S = 120.0
 @dataclass
 class StallSet:
     supervisor: Supervisor
-    config: dict[str, Any]
+    config: Config
     folder: Path
     overrides: list[str]
 
@@ -52,7 +52,7 @@ def stall_set() -> Iterator[StallSet]:
                  "tts.backend=tone", "player.backend=wav", f"player.path={folder}/reply-{{turn}}.wav",
                  f"logger.path={folder}/turns.jsonl", f"logger.stage_timeout_s={STAGE_TIMEOUT_S}"]
     config = load_config(None, overrides)
-    supervisor = Supervisor(config, config["sets"]["typed"], log_dir=folder / "actors")
+    supervisor = Supervisor(config, config.sets["typed"], log_dir=folder / "actors")
     try:
         supervisor.start(timeout_s=60)
         yield StallSet(supervisor, config, folder, overrides)

@@ -13,7 +13,7 @@ from launch.turns import ERROR_GRACE_S, RECORD_MARGIN_S, TurnDriver, record_wait
 def test_the_driver_waits_longer_than_the_logger() -> None:
     config = load_config(None, ["logger.turn_timeout_s=30"])
     assert record_wait_s(config) == 30 + RECORD_MARGIN_S
-    assert record_wait_s(config) > config["logger"]["turn_timeout_s"] > config["logger"]["stage_timeout_s"]
+    assert record_wait_s(config) > config.section("logger").turn_timeout_s > config.section("logger").stage_timeout_s
 
 
 def test_a_stage_error_with_no_record_is_reported_by_the_driver(bus_address: BusAddress) -> None:

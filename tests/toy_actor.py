@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import zmq
@@ -59,7 +59,7 @@ def main() -> None:
         raise SystemExit("proxy did not bind")
     got = run_actor(actor, address, [ButtonEvent(turn=7, pressed=True)], expect=[Say], listen=["say"])
     print(json.dumps({"said": [m.text for m in of_type(got, Say)], "in_local_set": "toy" in DEFAULT_SETS["local"],
-                      "config": config["toy"]}))
+                      "config": asdict(config.section("toy"))}))
 
 
 if __name__ == "__main__":
