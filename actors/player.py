@@ -18,9 +18,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from actors.base import Actor, on
 from actors.link import HOST, LINK_TIMEOUT_S, LinkWatch
 from actors.sinks import Sink, SoundDeviceSink, WavFileSink, error_earcon
+from audio.effects import check_volume, with_volume
 from bus.codec import Envelope
 from bus.messages import AudioChunk, ButtonEvent, Heartbeat, Interrupt, PlayerEvent, Transcript, TurnError, now
 
@@ -45,6 +48,8 @@ class PlayerSettings:
     """sounddevice block: an interrupt silences the output within one block."""
     streaming: bool = True
     """Play each chunk as it arrives (False: the sequential flow, play once the reply's audio is whole)."""
+    volume: float = 1.0
+    """Loudness of replies and earcons: 1 as synthesised, 0.5 about 6 dB quieter, 0 silent, up to 4 (clipped)."""
 
 
 class PlayerActor(Actor):
@@ -55,6 +60,7 @@ class PlayerActor(Actor):
     def __init__(self, settings: PlayerSettings, sink: Sink | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.volume = check_volume(settings.volume)
         self.sink = sink
         self.current: tuple[str, int] | None = None
         self.started_sent = False
@@ -112,6 +118,7 @@ class PlayerActor(Actor):
         while len(self.clause_ends) <= msg.clause:
             self.clause_ends.append(self.written_ms)
         self.clause_ends[msg.clause] = self.written_ms
+        payload = with_volume(payload, self.volume)
         if payload and self.settings.streaming:
             self.sink.write(payload, msg.sample_rate)
         elif payload:
@@ -131,7 +138,7 @@ class PlayerActor(Actor):
         if (msg.session, msg.turn) == self.open_turn:
             self.open_turn = None
         if (msg.session, msg.turn) != self.current:
-            self.sink.play_earcon(error_earcon())
+            self.sink.play_earcon(self._earcon())
 
     @on(ButtonEvent)
     def _button(self, msg: ButtonEvent, _payload: bytes) -> None:
@@ -158,7 +165,7 @@ class PlayerActor(Actor):
             if self.current is not None:
                 self._stop("link lost")
             if self.open_turn is not None and self.sink is not None:
-                self.sink.play_earcon(error_earcon())
+                self.sink.play_earcon(self._earcon())
             self.open_turn = None
 
     def on_interrupt(self, msg: Interrupt) -> None:
@@ -171,6 +178,10 @@ class PlayerActor(Actor):
                                      device=self.sink.description if self.sink else ""))
         else:
             self.log.info("interrupt_ignored", session=msg.session, turn=msg.turn, why="no such turn under way")
+
+    def _earcon(self) -> tuple[np.ndarray, int]:
+        tone, rate = error_earcon()
+        return (tone * self.volume).astype(tone.dtype), rate
 
     def on_stop(self) -> None:
         if self.sink is not None:

@@ -38,7 +38,8 @@ MAX_OPEN_TURNS = 8
 @dataclass
 class SttSettings:
     backend: str = "faster-whisper"
-    """faster-whisper, or fixed (tests: always answers `fixed_text`)."""
+    """faster-whisper, http (an OpenAI-compatible /v1/audio/transcriptions server), or fixed (tests: always
+    answers `fixed_text`)."""
     model: str = ""
     """A CTranslate2 Whisper model directory; empty means the embedded tiny.en."""
     compute_type: str = "int8"
@@ -56,6 +57,17 @@ class SttSettings:
     """Transcribe while the button is held (False: the sequential flow, all of it after release)."""
     partial_every_ms: float = 500.0
     """New audio between two partials while speech goes on (each also prefills the LLM's prompt)."""
+    url: str = "http://127.0.0.1:8000/v1"
+    """http backend: the server's /v1 base (speaches, faster-whisper-server, whisper.cpp's server; see
+    docs/voices.md); the token, if it needs one, comes from ROCKY_RELAY_STT_API_KEY."""
+    http_model: str = "Systran/faster-whisper-tiny.en"
+    """http backend: the `model` field of each request (what the server calls its model)."""
+    response_format: str = "json"
+    """http backend: json ({"text": ...}) or text (the bare transcript)."""
+    connect_timeout_s: float = 2.0
+    """http backend: how long to wait for the server to accept the connection."""
+    read_timeout_s: float = 15.0
+    """http backend: how long one transcription may take before the turn fails."""
     short_window: bool = True
     """Encode the audio plus 8 s of padding, not Whisper's fixed 30 s window, and cap the tokens by the
     audio's length: ~100 ms instead of ~420 ms per question on 2 cores, as many word errors on the bench's
@@ -167,10 +179,14 @@ class SttActor(Actor):
         if self.recognizer is None:
             if self.settings.backend == "faster-whisper":
                 self.recognizer = WhisperRecognizer(self.settings)
+            elif self.settings.backend == "http":
+                from actors.stt_http import HttpRecognizer
+
+                self.recognizer = HttpRecognizer(self.settings)
             elif self.settings.backend == "fixed":
                 self.recognizer = FixedRecognizer(self.settings.fixed_text)
             else:
-                raise ValueError(f"stt.backend {self.settings.backend!r}: use faster-whisper or fixed")
+                raise ValueError(f"stt.backend {self.settings.backend!r}: use faster-whisper, http or fixed")
 
     def backend(self) -> str:
         return self.recognizer.description if self.recognizer else self.settings.backend

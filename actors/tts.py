@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -22,19 +22,26 @@ import numpy as np
 from actors.base import Actor, on
 from actors.cpu import threads_for
 from actors.tts_backends import EspeakSynthesizer, HttpSynthesizer
+from audio.effects import TurnEffects, check_effect
 from bus.messages import AudioChunk, Say
 
 MAX_CHUNK_BYTES = 256 * 1024
 """Audio per chunk at most (8 s at 16 kHz): a long clause, or a whole reply in the sequential flow, goes out
 in several, so no single message is big enough to meet the bus's per-publisher byte budget or frame limit."""
+FIRST_EFFECT_SLICE_S = 0.2
+"""With a voice effect on, the reply's first audio goes out after this much has been effected (~1 ms)."""
 
 
 @dataclass
 class TtsSettings:
     backend: str = "piper"
-    """piper, http, espeak, silent or tone (the last two are for tests)."""
+    """piper, hibari, http, rocky_say, openai, espeak, silent or tone (the last two are for tests). A voice
+    named in tts.voice brings its own backend, so this may stay piper (docs/voices.md)."""
     voice: str = ""
-    """A Piper voice .onnx (with its .onnx.json); empty means the embedded en_US-joe-medium."""
+    """A voice by name (`rocky-relay voices` lists them: joe, heart, espeak, ...) or a path to a Piper .onnx
+    (with its .onnx.json); empty means the backend's default (Piper: the embedded en_US-joe-medium)."""
+    effect: str = "none"
+    """none, or rocky: the voice layered in chords (a fifth above, an octave below, a light chorus)."""
     length_scale: float = 1.0
     """Speaking pace: below 1 is faster."""
     threads: int = 0
@@ -56,6 +63,15 @@ class TtsSettings:
     """http backend: how long to wait for the server to accept the connection."""
     read_timeout_s: float = 30.0
     """http backend: how long the server may stay silent while answering one clause."""
+    server_model: str = ""
+    """openai backend: the `model` field (Kokoro-FastAPI: kokoro; OpenAI: tts-1)."""
+    server_voice: str = ""
+    """openai backend: the server's `voice` field (Kokoro-FastAPI: af_heart; OpenAI: alloy)."""
+    response_format: str = "wav"
+    """openai backend: wav or pcm (headerless 16-bit mono at 24 kHz)."""
+    first_clause_words: int = 4
+    """rocky_say backend: each clause goes in pieces cut at its commas, the first of at most this many words,
+    so a slow server's first sound comes early (0: whole pieces)."""
     espeak_command: str = "espeak-ng"
     """espeak backend: the program (a name on PATH or a path)."""
     espeak_voice: str = "en-us"
@@ -135,19 +151,28 @@ class ToneSynthesizer:
 
 
 def make_synthesizer(settings: TtsSettings) -> Synthesizer:
-    if settings.backend == "piper":
-        return PiperSynthesizer(settings)
-    if settings.backend == "http":
+    from models.voices import backend_for, find_voice
+
+    backend = backend_for(settings.backend, settings.voice)
+    if backend == "piper":
+        entry = find_voice(settings.voice)  # a catalogue name for a Piper voice means the embedded one
+        return PiperSynthesizer(replace(settings, voice="") if entry else settings)
+    if backend in ("hibari", "rocky_say", "openai"):
+        from actors.tts_servers import make_server_synthesizer
+
+        return make_server_synthesizer(backend, settings)
+    if backend == "http":
         return HttpSynthesizer(settings.url, settings.request, settings.text_field, settings.extra_fields,
                                settings.connect_timeout_s, settings.read_timeout_s)
-    if settings.backend == "espeak":
+    if backend == "espeak":
         return EspeakSynthesizer(settings.espeak_command, settings.espeak_voice, settings.espeak_wpm,
                                  settings.espeak_timeout_s)
-    if settings.backend == "silent":
+    if backend == "silent":
         return SilentSynthesizer(settings.sample_rate)
-    if settings.backend == "tone":
+    if backend == "tone":
         return ToneSynthesizer(settings.sample_rate)
-    raise ValueError(f"tts.backend {settings.backend!r}: use piper, http, espeak, silent or tone")
+    raise ValueError(f"tts.backend {settings.backend!r}: use piper, hibari, http, rocky_say, openai, espeak, "
+                     "silent or tone")
 
 
 class TtsActor(Actor):
@@ -158,10 +183,13 @@ class TtsActor(Actor):
         self.settings = settings
         self.synth = synthesizer
         self.chunk_index: dict[tuple[str, int], int] = {}
+        check_effect(settings.effect)  # a misspelt effect fails the start, not every turn
+        self.effects: TurnEffects | None = None
 
     def on_start(self) -> None:
         if self.synth is None:
             self.synth = make_synthesizer(self.settings)
+        self.effects = TurnEffects(self.settings.effect, self.synth.sample_rate)
 
     def backend(self) -> str:
         return self.synth.description if self.synth else self.settings.backend
@@ -172,24 +200,39 @@ class TtsActor(Actor):
         key = (msg.session, msg.turn)
         if msg.index == 0:
             self.chunk_index[key] = 0
+            if self.effects is not None:
+                self.effects.end(key)  # a turn id seen again starts its effect afresh
             while len(self.chunk_index) > 16:  # turns whose last clause never came
                 self.chunk_index.pop(next(iter(self.chunk_index)))
         if msg.text.strip():
             pieces: list[bytes] = []
-            for pcm in self.synth.synthesize(msg.text):
+            for raw in self.synth.synthesize(msg.text):
                 self.check_control()
                 if self.is_cancelled(*key) or self.stopping:
                     self.chunk_index.pop(key, None)
                     return
-                if self.settings.streaming:
-                    self._send(msg, pcm.tobytes(), last=False)
-                else:
-                    pieces.append(pcm.tobytes())
+                for pcm in self._effected(key, raw):
+                    if self.settings.streaming:
+                        self._send(msg, pcm.tobytes(), last=False)
+                    else:
+                        pieces.append(pcm.tobytes())
             if pieces:
                 self._send(msg, b"".join(pieces), last=False)
         if msg.last:
             self._send(msg, b"", last=True)
             self.chunk_index.pop(key, None)
+            if self.effects is not None:
+                self.effects.end(key)
+
+    def _effected(self, key: tuple[str, int], pcm: np.ndarray) -> Iterator[np.ndarray]:
+        """`pcm` through the voice effect; a turn's first piece in two, so its opening goes out after the
+        effect has worked on a fifth of a second, not on the whole first sentence."""
+        if self.effects is None or self.effects.name == "none":
+            yield pcm
+            return
+        cut = 0 if self.effects.started(key) else int(FIRST_EFFECT_SLICE_S * self.effects.sample_rate)
+        for part in (pcm[:cut], pcm[cut:]) if 0 < cut < len(pcm) else (pcm,):
+            yield self.effects.apply(key, part)
 
     def _send(self, say: Say, pcm: bytes, last: bool) -> None:
         """`pcm` as chunks of at most MAX_CHUNK_BYTES (whole samples), `last` on the final one."""

@@ -50,9 +50,15 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes:
 class WavReply:
     """A 16-bit PCM WAV read from a stream: `rate` and `channels` at once, then `pieces()`."""
 
-    def __init__(self, stream: IO[bytes], source: str, content_type: str = "") -> None:
+    def __init__(self, stream: IO[bytes], source: str, content_type: str = "", raw_pcm_rate: int = 0) -> None:
         self.stream = stream
         self.source = source
+        if raw_pcm_rate:  # headerless 16-bit mono PCM (OpenAI's response_format "pcm"): only its type can tell
+            if content_type.startswith(("text/", "application/json")):
+                text = _read_exact(stream, SNIPPET_CHARS).decode("utf-8", "replace").strip()
+                raise WavError(f"{source} answered {content_type}, not PCM audio: {text!r}")
+            self.channels, self.rate, self.remaining = 1, raw_pcm_rate, None
+            return
         head = _read_exact(stream, 12)
         if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             # Show what came instead: servers answer errors as HTML, JSON or plain text.
@@ -118,11 +124,24 @@ class WavReply:
         return np.round(mixed).astype(np.int16)
 
 
+def parse_extra_fields(extra_fields: str) -> dict[str, Any]:
+    """`tts.extra_fields` (a JSON object) as a dict."""
+    try:
+        extra = json.loads(extra_fields) if extra_fields.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise TtsBackendError(f"tts.extra_fields is not JSON ({exc}): {extra_fields!r}") from exc
+    if not isinstance(extra, dict):
+        raise TtsBackendError(f"tts.extra_fields must be a JSON object, got {extra_fields!r}")
+    return extra
+
+
 class HttpSynthesizer:
     """POSTs (or GETs) each clause to a local TTS server and streams the WAV it answers."""
 
     def __init__(self, url: str, request: str = "json", text_field: str = "text", extra_fields: str = "",
-                 connect_timeout_s: float = 2.0, read_timeout_s: float = 30.0) -> None:
+                 connect_timeout_s: float = 2.0, read_timeout_s: float = 30.0, *,
+                 headers: dict[str, str] | None = None, raw_pcm_rate: int = 0,
+                 start_hint: str = "python -m piper.http_server -m VOICE.onnx --port N") -> None:
         parts = urllib.parse.urlsplit(url)
         try:
             parts.port  # noqa: B018 - urlsplit only checks the port when it is read
@@ -133,15 +152,13 @@ class HttpSynthesizer:
                                   "http://127.0.0.1:5000/synthesize for piper.http_server")
         if request not in REQUESTS:
             raise TtsBackendError(f"tts.request {request!r}: use {', '.join(REQUESTS)}")
-        try:
-            extra = json.loads(extra_fields) if extra_fields.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise TtsBackendError(f"tts.extra_fields is not JSON ({exc}): {extra_fields!r}") from exc
-        if not isinstance(extra, dict):
-            raise TtsBackendError(f"tts.extra_fields must be a JSON object, got {extra_fields!r}")
+        for name, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
+            if not value > 0:
+                raise TtsBackendError(f"tts.{name} must be above 0 (a wait without bound can hang a turn)")
         self.url, self.parts, self.request = url, parts, request
-        self.text_field, self.extra = text_field, extra
+        self.text_field, self.extra = text_field, parse_extra_fields(extra_fields)
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
+        self.headers, self.raw_pcm_rate, self.start_hint = headers or {}, raw_pcm_rate, start_hint
         self.description = f"http {url}"
         # The server decides the rate; ask it once now so the first turn is not the one that finds out.
         with self._answer(WARM_UP_TEXT) as reply:
@@ -179,12 +196,12 @@ class HttpSynthesizer:
             except OSError as exc:
                 raise TtsBackendError(
                     f"tts server {self.url} is not answering ({exc}): start it "
-                    "(python -m piper.http_server -m VOICE.onnx --port N) or fix tts.url") from exc
+                    f"({self.start_hint}) or fix tts.url") from exc
             # Connecting may wait only briefly; speaking a long clause may take the server a while.
             assert conn.sock is not None
             conn.sock.settimeout(self.read_timeout_s)
             try:
-                conn.request(method, path, body, {**headers, "Accept": "audio/wav"})
+                conn.request(method, path, body, {**headers, "Accept": "audio/wav", **self.headers})
                 response = conn.getresponse()
                 if response.status != 200:
                     snippet = response.read(SNIPPET_CHARS).decode("utf-8", "replace").strip()
@@ -192,7 +209,8 @@ class HttpSynthesizer:
                     raise TtsBackendError(f"tts server {self.url} answered {response.status} "
                                           f"{response.reason}: {snippet!r}{hint}")
                 # Also covers the reading done in the `with` body, which happens after this yield.
-                yield WavReply(response, f"tts server {self.url}", response.getheader("Content-Type", ""))
+                yield WavReply(response, f"tts server {self.url}", response.getheader("Content-Type", ""),
+                               self.raw_pcm_rate)
             except TimeoutError as exc:
                 raise TtsBackendError(f"tts server {self.url} went silent for tts.read_timeout_s="
                                       f"{self.read_timeout_s} s") from exc
