@@ -107,16 +107,20 @@ def test_a_second_set_on_a_busy_address_fails_at_start_and_the_first_keeps_its_a
             client.close()
 
 
-def test_say_without_attach_next_to_a_running_set_refuses_clearly(workdir: Path) -> None:
+def test_say_with_its_own_output_next_to_a_running_set_refuses_clearly(workdir: Path) -> None:
+    """`say` uses a running set by itself (tests/test_serve.py); one that asks for a player of its own (--output)
+    would not get it there, and must say so rather than start a second set or send the turn to the first."""
     bus = [f"--set=bus.pub=ipc://{workdir}/pub", f"--set=bus.sub=ipc://{workdir}/sub"]
     config = load_config(None, [*FAST, *(b.removeprefix("--set=") for b in bus),
                                 f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl"])
     with Supervisor(config, config.sets["typed"], log_dir=workdir / "first") as first:
         first.start(timeout_s=60)
         result = subprocess.run([sys.executable, "-m", "launch.cli", *bus, *(f"--set={o}" for o in FAST), "say",
-                                 "hello"], capture_output=True, text=True, timeout=60, cwd=workdir,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        assert result.returncode == 2 and "address in use" in result.stderr, result.stderr[-2000:]
-        assert "--attach" in result.stderr and "Traceback" not in result.stderr
+                                 "--output", str(workdir / "mine.wav"), "hello"], capture_output=True, text=True,
+                                timeout=60, cwd=workdir, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert result.returncode == 2 and "--output would be ignored: a set runs at" in result.stderr, \
+            result.stderr[-2000:]
+        assert "bus of its own" in result.stderr and "Traceback" not in result.stderr
         assert (workdir / "turns.jsonl").read_text() == ""  # no turn went to the first set
+        assert not (workdir / "mine.wav").exists()
         assert all(first.restarts(name) == 0 for name in first.children)
