@@ -27,12 +27,15 @@ from actors.player import PlayerSettings
 from actors.stt import SttSettings
 from actors.tts import TtsSettings
 from actors.vad import VadSettings
+from actors.wyoming_settings import SESSION_PREFIX as WYOMING_SESSION
+from actors.wyoming_settings import WyomingSettings
 from bus.messages import (
     Audible,
     AudioChunk,
     AudioFrame,
     ButtonEvent,
     CaptureEnd,
+    Interrupt,
     LlmDone,
     LlmToken,
     Message,
@@ -92,21 +95,21 @@ ACTORS: tuple[ActorSpec, ...] = (
     # First: it records every turn, so it starts before the actors whose news it records.
     ActorSpec("logger", "actors.logger:LoggerActor", LoggerSettings, (ButtonEvent, CaptureEnd, Transcript,
               LlmToken, LlmDone, Say, AudioChunk, PlayerEvent, TurnError, TurnRecord, Audible), (TurnRecord,),
-              "server", sets=("local", "server", "typed"), watches_link=True),
+              "server", sets=("local", "server", "typed", "wyoming"), watches_link=True),
     ActorSpec("mic", "actors.mic:MicActor", MicSettings, (ButtonEvent,), (AudioFrame, CaptureEnd), "edge",
               sets=("local", "pi"), waited_on=lambda t: _spoken(t) and t.capture_ms is None),
     ActorSpec("vad", "actors.vad:VadActor", VadSettings, (AudioFrame, CaptureEnd), (VadEvent,), "server",
-              replicable=True, sets=("local", "server")),
+              replicable=True, sets=("local", "server", "wyoming")),
     ActorSpec("stt", "actors.stt:SttActor", SttSettings, (AudioFrame, VadEvent, CaptureEnd), (Transcript,),
-              "server", replicable=True, sets=("local", "server"),
+              "server", replicable=True, sets=("local", "server", "wyoming"),
               waited_on=lambda t: _spoken(t) and t.transcript is None),
     ActorSpec("llm", "actors.llm:LlmActor", LlmSettings, (Transcript, VadEvent, Say, PlayerEvent, NewConversation),
-              (LlmToken, LlmDone), "server", replicable=True, sets=("local", "server", "typed"),
+              (LlmToken, LlmDone), "server", replicable=True, sets=("local", "server", "typed", "wyoming"),
               waited_on=lambda t: t.llm_done is None),
     ActorSpec("persona", "actors.persona:PersonaActor", PersonaSettings, (LlmToken, LlmDone), (Say,), "server",
-              replicable=True, sets=("local", "server", "typed"), waited_on=lambda t: not t.said_last),
+              replicable=True, sets=("local", "server", "typed", "wyoming"), waited_on=lambda t: not t.said_last),
     ActorSpec("tts", "actors.tts:TtsActor", TtsSettings, (Say,), (AudioChunk,), "server", replicable=True,
-              sets=("local", "server", "typed"), waited_on=lambda t: not t.chunk_last),
+              sets=("local", "server", "typed", "wyoming"), waited_on=lambda t: not t.chunk_last),
     ActorSpec("player", "actors.player:PlayerActor", PlayerSettings, (AudioChunk, TurnError, ButtonEvent,
               Transcript), (PlayerEvent,), "edge", sets=("local", "pi", "typed"),
               waited_on=lambda t: t.finished is None and t.silenced is None, watches_link=True),
@@ -116,12 +119,17 @@ ACTORS: tuple[ActorSpec, ...] = (
               TurnError, TurnRecord), (), "edge", sets=("pi",), watches_link=True),
     # An opt-in probe of the output device (tests, CI): in no default set.
     ActorSpec("audible", "actors.audible:AudibleActor", AudibleSettings, (PlayerEvent,), (Audible,), "edge"),
+    # Home Assistant's door (Wyoming over TCP): its own "wyoming" set, since it opens a LAN port.
+    ActorSpec("wyoming", "actors.wyoming_actor:WyomingActor", WyomingSettings, (Transcript, Say, AudioChunk, LlmDone,
+              TurnError), (ButtonEvent, AudioFrame, CaptureEnd, Transcript, Say, PlayerEvent, Interrupt), "server",
+              sets=("wyoming",), waited_on=lambda t: t.session.startswith(WYOMING_SESSION) and t.finished is None
+              and t.silenced is None),
 )
 """Every actor, in the order sets start them and the config lists their sections."""
 
 PROXY = "proxy"
 """Not an actor: the bus proxy, which a set names to run the bus itself (always started first)."""
-SET_NAMES = ("local", "server", "pi", "typed")
+SET_NAMES = ("local", "server", "pi", "typed", "wyoming")
 BY_NAME: dict[str, ActorSpec] = {}
 EDGE: tuple[str, ...] = ()
 REPLICABLE: tuple[str, ...] = ()
