@@ -21,7 +21,8 @@ from launch.config import (
     settings_for,
 )
 
-EXPECTED_ACTORS = {"mic", "vad", "stt", "llm", "persona", "tts", "player", "logger", "button", "leds", "audible", "wyoming"}
+EXPECTED_ACTORS = {"mic", "vad", "stt", "llm", "persona", "tts", "player", "logger", "button", "leds", "audible",
+                   "wyoming"}
 
 
 @pytest.fixture(autouse=True)
