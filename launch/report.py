@@ -5,7 +5,8 @@ plus pipeline/variant/scenario labels) and writes into one folder:
 
 - waterfall.png: the last N turns, every stage on one time axis from the release (typed turns: the transcript);
 - latency.png: release to first audio, p50 and p95 per pipeline, variant and scenario;
-- stages.png: each stage's median per group, stacked, against the median release to first audio;
+- stages.png: per group, the stages of its median turn (the one whose release to first audio is the p50),
+  stacked: they sum to that p50 (medians of each stage would not: the median of a sum is not a sum of medians);
 - report.md: the pictures and tables of the same numbers.
 
 Every number is computed here without matplotlib; launch/report_charts.py only draws them and writes them
@@ -24,7 +25,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from launch.report_data import FILES, HEADLINE, STAGES, GroupStats, ReportError, ReportSummary, Segment, TurnWaterfall
+from launch.report_data import (
+    FILES,
+    HEADLINE,
+    PLAYER_STAGE,
+    STAGES,
+    GroupStats,
+    ReportError,
+    ReportSummary,
+    Segment,
+    TurnWaterfall,
+)
+from launch.report_labels import SOURCES, question_words
 
 BENCH_LABELS = ("pipeline", "variant", "scenario")
 GROUPED = ("ok", "interrupted")  # as bench.table: a failed turn's timings say nothing about speed
@@ -103,7 +115,7 @@ def turn_waterfall(rec: dict[str, Any]) -> TurnWaterfall:
     if headline is not None:
         marks["first audio"] = headline
         if at is not None and headline > at:
-            segments.append(Segment("player", at, round(headline - at, 2)))
+            segments.append(Segment(PLAYER_STAGE[0], at, round(headline - at, 2)))
         if first_audio is not None and finished is not None:
             playback = _ms(finished, first_audio)
             segments.append(Segment("playback", headline, playback))
@@ -118,9 +130,9 @@ def _turn_label(rec: dict[str, Any]) -> str:
         when = datetime.fromtimestamp(turn / 1000, UTC).strftime("%H:%M:%S") if turn else "?"
     except (OverflowError, OSError, ValueError):  # a hand-edited id far outside the calendar
         when = "?"
-    what = rec.get("scenario") if is_bench(rec) else rec.get("source")
+    how = "typed" if rec.get("source") == "typed" else "spoken" if rec.get("source") == "speech" else "?"
     status = rec.get("status")
-    return f"{when} {what or '?'}" + (f" [{status}]" if status != "ok" else "")
+    return f"{question_words(rec.get('text_in'))} ({how}, {when})" + (f" [{status}]" if status != "ok" else "")
 
 
 def last_turns(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -137,7 +149,8 @@ def group_key(rec: dict[str, Any]) -> tuple[str, str, str]:
     persona, tts = (backends.get("persona"), backends.get("tts")) if isinstance(backends, dict) else (None, None)
     named = isinstance(persona, str) and isinstance(tts, str) and tts.strip()
     variant = f"{persona}+{str(tts).split()[0]}" if named else "unknown"
-    return "turns", variant, str(rec.get("source") or "?")
+    source = str(rec.get("source") or "?")
+    return "turns", variant, source if source in SOURCES else "?"
 
 
 def _values(recs: list[dict[str, Any]], key: str) -> list[float]:
@@ -156,9 +169,22 @@ def group_stats(records: list[dict[str, Any]]) -> list[GroupStats]:
     for key, recs in sorted(groups.items()):
         values = _values(recs, HEADLINE)
         stages = {k: (percentile(v, 0.5) if (v := _values(recs, k)) else None) for k, _, _ in STAGES}
-        stats.append(GroupStats(*key, n=len(values), p50=percentile(values, 0.5) if values else None,
-                                p95=percentile(values, 0.95) if values else None, stage_p50=stages))
+        p50 = percentile(values, 0.5) if values else None
+        stats.append(GroupStats(*key, n=len(values), p50=p50, p95=percentile(values, 0.95) if values else None,
+                                stage_p50=stages, median_turn=_median_turn(recs, p50)))
     return stats
+
+
+def _median_turn(recs: list[dict[str, Any]], p50: float | None) -> tuple[Segment, ...]:
+    """The stages of the turn whose release to first audio is `p50`, up to its first audio, and only when they
+    add up to it (a turn with a stage unrecorded is passed over for another with the same figure)."""
+    for rec in recs:
+        if p50 is None or number(rec, HEADLINE) != p50:
+            continue
+        segments = tuple(s for s in turn_waterfall(rec).segments if s.stage not in ("hold", "playback"))
+        if segments and math.isclose(sum(s.length_ms for s in segments), p50, abs_tol=0.05):
+            return segments
+    return ()
 
 
 def report(paths: Sequence[Path], out_dir: Path, last: int = 12) -> ReportSummary:

@@ -13,12 +13,14 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from launch.report_data import FILES, HEADLINE, STAGES, GroupStats, ReportSummary, TurnWaterfall
+from launch.report_data import FILES, HEADLINE, PLAYER_STAGE, STAGES, GroupStats, ReportSummary, TurnWaterfall
 
 COLORS = {"hold": "#d9d9d9", "stt_ms": "#4c72b0", "llm_first_token_ms": "#dd8452", "persona_ms": "#55a868",
           "tts_first_chunk_ms": "#c44e52", "player": "#8172b3", "playback": "#b8c9a3"}
-NAMES = {"hold": "button held", **{key: label for key, label, _ in STAGES}, "player": "chunk to first audio",
+NAMES = {"hold": "button held", **{key: label for key, label, _ in STAGES}, PLAYER_STAGE[0]: PLAYER_STAGE[1],
          "playback": "playback"}
+STAGES_TITLE = ("Where the median turn's time goes: the stages of the turn whose release to first audio\n"
+                "is its group's p50, so they add up to it")
 P50, P95 = "#4c72b0", "#c6d4ea"
 
 
@@ -51,7 +53,8 @@ def draw_waterfall(turns: list[TurnWaterfall], path: Path) -> Figure:
     ax.set_ylim(len(turns) - 0.5, -0.5)  # oldest turn on top, as a log reads
     ax.set_yticks(range(len(turns)), [t.label for t in turns], fontsize=8)
     ax.set_xlabel("ms from the release (typed turns: from the transcript)")
-    ax.set_title("Where a turn's time goes, last turns (label: release to first audio)", fontsize=10)
+    ax.set_title("Where each of the last turns' time goes, named by its question (figure: release to first audio)",
+                 fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=7, fontsize=8, frameon=False)
     return _save(fig, path)
@@ -80,7 +83,7 @@ def _turn_marks(ax: Axes, row: int, turn: TurnWaterfall, left: float, right: flo
 def draw_latency(groups: list[GroupStats], path: Path) -> Figure:
     """Release to first audio per group: the p95 bar light behind, the p50 bar dark in front."""
     shown = [g for g in groups if g.p50 is not None and g.p95 is not None]
-    fig = Figure(figsize=(10, 2.0 + 0.36 * len(shown)), layout="constrained")
+    fig = Figure(figsize=(14, 2.0 + 0.36 * len(shown)), layout="constrained")
     ax = fig.add_subplot()
     widest = max((g.p95 or 0.0 for g in shown), default=1.0)
     for row, g in enumerate(shown):
@@ -94,43 +97,51 @@ def draw_latency(groups: list[GroupStats], path: Path) -> Figure:
     ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.set_yticks(range(len(shown)), [g.label for g in shown], fontsize=8)
     ax.set_xlabel("release to first audio (ms)")
-    ax.set_title("Release to first audio, p50 / p95 per pipeline · variant · scenario", fontsize=10)
+    ax.set_title("Release to first audio, p50 and p95 of each kind of turn", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 
 def draw_stages(groups: list[GroupStats], path: Path) -> Figure:
-    """Each stage's median stacked per group, and the median release to first audio as a diamond: the gap
-    between the stack and the diamond is the player and bus, or the medians' not adding up."""
-    fig = Figure(figsize=(10, 2.2 + 0.36 * len(groups)), layout="constrained")
+    """Per group, its median turn's stages stacked from 0: the stack ends at the p50 it claims (the diamond),
+    because these are one turn's parts, not each stage's own median."""
+    shown = [g for g in groups if g.median_turn]
+    fig = Figure(figsize=(14, 2.4 + 0.36 * len(shown)), layout="constrained")
     ax = fig.add_subplot()
     named: set[str] = set()
-    for row, g in enumerate(groups):
-        at = 0.0
-        for key, label, _ in STAGES:
-            width = g.stage_p50[key]
-            if width is None:
-                continue
-            bar = ax.barh(row, width, left=at, height=0.6, color=COLORS[key], label=None if key in named else label)
-            bar.patches[0].set_gid(f"{key}:{g.label}")
-            named.add(key)
-            at += width
-        if g.p50 is not None:
-            ax.plot([g.p50], [row], marker="D", markersize=5, color="black", linestyle="none",
-                    label=None if HEADLINE in named else "release to first audio p50")
-            named.add(HEADLINE)
-    ax.set_ylim(len(groups) - 0.5, -0.5)
-    ax.set_yticks(range(len(groups)), [g.label for g in groups], fontsize=8)
-    ax.set_xlabel("median ms per stage")
-    ax.set_title("Stage medians per pipeline · variant · scenario", fontsize=10)
+    for row, g in enumerate(shown):
+        for seg in g.median_turn:
+            bar = ax.barh(row, seg.length_ms, left=seg.start_ms, height=0.6, color=COLORS[seg.stage],
+                          label=None if seg.stage in named else NAMES[seg.stage])
+            bar.patches[0].set_gid(f"{seg.stage}:{g.label}")
+            named.add(seg.stage)
+        assert g.p50 is not None  # a median turn is only found for a p50
+        ax.plot([g.p50], [row], marker="D", markersize=5, color="black", linestyle="none",
+                label=None if HEADLINE in named else "release to first audio, p50")
+        named.add(HEADLINE)
+        ax.text(g.p50, row, f"  {g.p50:.0f} ms", va="center", fontsize=8)
+    ax.set_xlim(0, 1.2 * max((g.p50 or 0.0 for g in shown), default=1.0))
+    ax.set_ylim(len(shown) - 0.5, -0.5)
+    ax.set_yticks(range(len(shown)), [g.label for g in shown], fontsize=8)
+    ax.set_xlabel("ms from the release (typed turns: from the transcript)")
+    ax.set_title(STAGES_TITLE, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=5, fontsize=8, frameon=False)
+    fig.legend(loc="outside lower center", ncols=6, fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+STAGE_COLUMNS = (*(key for key, _, _ in STAGES), PLAYER_STAGE[0])
+"""The parts of release to first audio, in order: report.md's columns and the stage chart's stack."""
 
 
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def _text_cell(text: str) -> str:
+    """Words in a Markdown table cell: a `|` in a question must not open a column."""
+    return text.replace("|", "\\|")
 
 
 def markdown(summary: ReportSummary) -> str:
@@ -146,23 +157,28 @@ def markdown(summary: ReportSummary) -> str:
         lines += [f"Could not read: {', '.join(summary.unreadable)}.", ""]
     if summary.waterfall:
         lines += [f"## The last {len(summary.waterfall)} turns", "", f"![waterfall]({FILES['waterfall']})", "",
-                  "Time from the release (typed turns: from the transcript) to each stage's end.", "",
-                  "| turn | " + " | ".join(m for _, _, m in STAGES) + " | first audio | end |",
-                  "|---|" + "---|" * (len(STAGES) + 2)]
+                  "How long each stage took, in ms; a spoken turn's clock starts at the release, a typed one's at "
+                  "its transcript, so the stages up to the first audio add up to its release to first audio.", "",
+                  "| turn | " + " | ".join(f"{NAMES[s]} (ms)" for s in STAGE_COLUMNS)
+                  + " | release to first audio (ms) | playback (ms) |",
+                  "|---|" + "---:|" * (len(STAGE_COLUMNS) + 2)]
         for turn in summary.waterfall:
-            marks = [turn.marks.get(m) for _, _, m in STAGES] + [turn.marks.get("first audio"), turn.marks.get("end")]
-            lines.append(f"| {turn.label} | " + " | ".join(_cell(v) for v in marks) + " |")
+            took = {seg.stage: seg.length_ms for seg in turn.segments}
+            cells = [took.get(s) for s in STAGE_COLUMNS] + [turn.headline_ms, took.get("playback")]
+            lines.append(f"| {_text_cell(turn.label)} | " + " | ".join(_cell(v) for v in cells) + " |")
         lines.append("")
     if summary.groups:
         lines += ["## Release to first audio", "", f"![latency]({FILES['latency']})", "",
-                  f"![stage medians]({FILES['stages']})", "",
-                  "| pipeline | variant | scenario | n | p50 | p95 | " + " | ".join(f"{label} p50" for _, label, _ in
-                                                                             STAGES) + " |",
-                  "|---|---|---|---|---|---|" + "---|" * len(STAGES)]
+                  f"![median turns]({FILES['stages']})", "",
+                  "p50 and p95 of release to first audio (ms) per kind of turn; then the stages of the median turn "
+                  "(the one whose figure is the p50), which add up to it.", "",
+                  "| kind of turn | turns | p50 (ms) | p95 (ms) | "
+                  + " | ".join(f"median turn: {NAMES[s]} (ms)" for s in STAGE_COLUMNS) + " |",
+                  "|---|---:|---:|---:|" + "---:|" * len(STAGE_COLUMNS)]
         for g in summary.groups:
-            stages = " | ".join(_cell(g.stage_p50[k]) for k, _, _ in STAGES)
-            lines.append(f"| {g.pipeline} | {g.variant} | {g.scenario} | {g.n} | {_cell(g.p50)} | {_cell(g.p95)} "
-                         f"| {stages} |")
+            took = {seg.stage: seg.length_ms for seg in g.median_turn}
+            stages = " | ".join(_cell(took.get(s)) for s in STAGE_COLUMNS)
+            lines.append(f"| {_text_cell(g.label)} | {g.n} | {_cell(g.p50)} | {_cell(g.p95)} | {stages} |")
         lines.append("")
     else:
         lines += ["No ok or interrupted turn to summarise.", ""]

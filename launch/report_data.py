@@ -14,10 +14,13 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 HEADLINE = "release_to_first_audio_ms"
-STAGES = (("stt_ms", "STT", "transcript"), ("llm_first_token_ms", "LLM first token", "first token"),
-          ("persona_ms", "first clause", "first clause"), ("tts_first_chunk_ms", "TTS first chunk", "first chunk"))
+STAGES = (("stt_ms", "speech to text", "transcript"), ("llm_first_token_ms", "LLM first token", "first token"),
+          ("persona_ms", "persona first clause", "first clause"),
+          ("tts_first_chunk_ms", "TTS first chunk", "first chunk"))
 """timing.py's chained stages in order (record field, label, the mark it ends at): each starts where the
 previous ended, so their sum from the origin is where the first chunk reached the player."""
+PLAYER_STAGE = ("player", "chunk to first audio")
+"""What follows the chain: the first chunk's way through the player to the device (and the bus hops)."""
 FILES = {"waterfall": "waterfall.png", "latency": "latency.png", "stages": "stages.png", "markdown": "report.md"}
 
 
@@ -36,6 +39,7 @@ class Segment:
 @dataclass(frozen=True)
 class TurnWaterfall:
     label: str
+    """The question (shortened), then when, how it came and, unless ok, its status."""
     origin: str
     """'release' for a spoken turn, 'transcript' for a typed one: where 0 ms is."""
     segments: tuple[Segment, ...]
@@ -55,10 +59,16 @@ class GroupStats:
     p50: float | None
     p95: float | None
     stage_p50: dict[str, float | None]
+    """Each stage's own median (report.md only: medians of parts do not add up to the median whole)."""
+    median_turn: tuple[Segment, ...] = ()
+    """The stages of the group's median turn (the one whose release to first audio is the p50), from its
+    origin up to its first audio: they sum to the p50, which is what the stage chart stacks."""
 
     @property
     def label(self) -> str:
-        return f"{self.pipeline} · {self.variant} · {self.scenario}"
+        from launch.report_labels import group_words
+
+        return group_words(self.pipeline, self.variant, self.scenario)
 
 
 @dataclass

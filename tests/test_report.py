@@ -14,6 +14,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def workdir() -> Iterator[Path]:
 
 
 def timeline_record(start: float, ms: dict[str, float], *, spoken: bool = True, interrupted: bool = False,
-                    backends: dict[str, str] | None = None) -> dict[str, Any]:
+                    backends: dict[str, str] | None = None, question: str = "hello") -> dict[str, Any]:
     """A record from TurnTimeline fed the messages of one turn, each stage taking `ms[stage]`."""
     turn = int(start * 1000)
     timeline = TurnTimeline(session="test", turn=turn)
@@ -67,7 +68,7 @@ def timeline_record(start: float, ms: dict[str, float], *, spoken: bool = True, 
                      ButtonEvent(turn=turn, ts=release, pressed=False),
                      CaptureEnd(turn=turn, ts=release, frames=int(ms["hold"] / 20), duration_ms=ms["hold"])]
         at = release + ms["stt_ms"] / 1000
-    messages.append(Transcript(turn=turn, ts=at, text="hello", source="speech" if spoken else "typed"))
+    messages.append(Transcript(turn=turn, ts=at, text=question, source="speech" if spoken else "typed"))
     for key, template in (("llm_first_token_ms", LlmToken(turn=turn, text="Hi", index=0)),
                           ("persona_ms", Say(turn=turn, text="Hi friend.", index=0)),
                           ("tts_first_chunk_ms", AudioChunk(turn=turn, index=0, sample_rate=22050)),
@@ -125,9 +126,17 @@ def expected_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, str],
         values = [r["release_to_first_audio_ms"] for r in recs if r["release_to_first_audio_ms"] is not None]
         stages = {k: nearest_rank(v, 0.5) if (v := [r[k] for r in recs if r[k] is not None]) else None
                   for k in STAGE_KEYS}
-        out[key] = {"n": len(values), "p50": nearest_rank(values, 0.5), "p95": nearest_rank(values, 0.95),
-                    "stages": stages}
+        p50 = nearest_rank(values, 0.5)
+        out[key] = {"n": len(values), "p50": p50, "p95": nearest_rank(values, 0.95), "stages": stages,
+                    "median_turn": median_turn_parts(next(r for r in recs if r["release_to_first_audio_ms"] == p50))}
     return out
+
+
+def median_turn_parts(rec: dict[str, Any]) -> list[tuple[str, float]]:
+    """A record's own stages up to its first audio, from its fields: what the stage chart must stack for it."""
+    parts = [(k, rec[k]) for k in STAGE_KEYS if rec[k] is not None and (k != "stt_ms" or rec["release_at"])]
+    rest = round(rec["release_to_first_audio_ms"] - sum(v for _, v in parts), 2)
+    return parts + ([("player", rest)] if rest > 0 else [])
 
 
 def bars(fig: Figure) -> dict[str, tuple[float, float]]:
@@ -173,7 +182,9 @@ def check_waterfall(rec: dict[str, Any], row: int, fig: Figure) -> None:
 def test_report_numbers_charts_and_table_match_the_records(workdir: Path) -> None:
     rng = random.Random(64)
     bench = bench_records(rng)
-    turns = [timeline_record(T0 + 1000 + 7 * i, random_stages(rng, i % 2 == 0), spoken=i % 2 == 0) for i in range(5)]
+    turns = [timeline_record(T0 + 1000 + 7 * i, random_stages(rng, i % 2 == 0), spoken=i % 2 == 0,
+                             question=f"Question number {i}: how far is Erid from the Sun, in light years?")
+             for i in range(5)]
     paths = [write_jsonl(workdir / "bench.jsonl", bench), write_jsonl(workdir / "turns.jsonl", turns)]
     summary = report(paths, workdir / "out", last=4)
 
@@ -187,20 +198,36 @@ def test_report_numbers_charts_and_table_match_the_records(workdir: Path) -> Non
     got = {(g.pipeline, g.variant, g.scenario): g for g in summary.groups if g.pipeline != "turns"}
     assert sorted(got) == sorted(expected)
     latency, stages = bars(summary.figures["latency"]), bars(summary.figures["stages"])
-    table = markdown_rows(summary.files["markdown"].read_text(), 3)
+    table = markdown_rows(summary.files["markdown"].read_text(), 1)
     for key, want in expected.items():
         g = got[key]
         assert (g.n, g.p50, g.p95, g.stage_p50) == (want["n"], want["p50"], want["p95"], want["stages"])
         assert latency[f"p50:{g.label}"] == (0.0, want["p50"]) and latency[f"p95:{g.label}"] == (0.0, want["p95"])
-        stacked = [(k, v) for k, v in want["stages"].items() if v is not None]
-        for i, (k, v) in enumerate(stacked):
-            assert stages[f"{k}:{g.label}"] == pytest.approx((sum(w for _, w in stacked[:i]), v))
+        # The stage chart stacks the median turn's own stages: end to end, they are the p50 it claims.
+        parts = want["median_turn"]
+        for i, (k, v) in enumerate(parts):
+            assert stages[f"{k}:{g.label}"] == pytest.approx((sum(w for _, w in parts[:i]), v), abs=0.02)
+        assert len([gid for gid in stages if gid.endswith(f":{g.label}")]) == len(parts)
+        assert sum(v for _, v in parts) == pytest.approx(want["p50"], abs=0.02)
+        drawn_end = max(x + w for gid, (x, w) in stages.items() if gid.endswith(f":{g.label}"))
+        assert drawn_end == pytest.approx(want["p50"], abs=0.02)
+        by_stage = dict(parts)
         cells = [str(want["n"]), f"{want['p50']:.0f}", f"{want['p95']:.0f}"]
-        cells += ["-" if v is None else f"{v:.0f}" for v in want["stages"].values()]
-        assert table[key] == cells
+        cells += ["-" if (v := by_stage.get(k)) is None else f"{v:.0f}" for k in [*STAGE_KEYS, "player"]]
+        assert table[(g.label,)] == cells
 
     # The waterfall shows the turn log's last 4 turns (not the benchmarks'), oldest first.
     assert [t.label for t in summary.waterfall] == [turn_waterfall(r).label for r in turns[-4:]]
+    assert [t.label.split(" (")[0] for t in summary.waterfall] == [
+        f"Question number {i}: how far is Erid from…" for i in range(1, 5)], "rows are named by the question"
+    when = datetime.fromtimestamp(T0 + 1007, UTC).strftime("%H:%M:%S")
+    assert summary.waterfall[0].label.endswith(f"(typed, {when})"), "then how it came and when"
+    waterfall_rows = markdown_rows(summary.files["markdown"].read_text(), 1)
+    for turn in summary.waterfall:  # the turn table holds each stage's length, which add up to the headline
+        cells = waterfall_rows[(turn.label,)]
+        stage_cells = [float(c) for c in cells[:5] if c != "-"]
+        assert cells[5] == f"{turn.headline_ms:.0f}"
+        assert sum(stage_cells) == pytest.approx(turn.headline_ms, abs=3)  # each cell rounded to 1 ms
     for row, rec in enumerate(turns[-4:]):
         check_waterfall(rec, row, summary.figures["waterfall"])
     # Plain turns are grouped like bench variants, by persona+tts and source.
@@ -302,4 +329,6 @@ def test_default_inputs_are_the_turn_log_and_benchmarks(workdir: Path, monkeypat
     assert run_cli(["--last", "3"]) == 0
     assert f"{len(bench) + 1} turn records" in capsys.readouterr().out
     text = (workdir / "logs" / "report" / "report.md").read_text()
-    assert "![waterfall](waterfall.png)" in text and "| streaming | rocky+piper | spoken-3s | 7 |" in text
+    assert "![waterfall](waterfall.png)" in text
+    assert "| Streaming: Typed question, Rocky persona, Piper voice | 7 |" in text
+
