@@ -117,7 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="answers (default): the answer set, releases, busy machine; or one area's turns")
     bench.set_defaults(func=cmd_bench)
     # Subcommands that live in their own modules; each adds its parser.
-    from launch import config_doc, doctor, keys_cmd, models_cmd, report, say_cmd, serve_cmd, soak, talk_cmd, web_cmd
+    from launch import (
+        config_doc,
+        doctor,
+        keys_cmd,
+        models_cmd,
+        report,
+        say_cmd,
+        serve_cmd,
+        soak,
+        talk_cmd,
+        voices_cmd,
+        web_cmd,
+    )
 
     talk_cmd.register(sub)
     say_cmd.register(sub)
@@ -129,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.register(sub)
     doctor.register(sub)
     web_cmd.register(sub)
+    voices_cmd.register(sub)
     return parser
 
 
