@@ -122,7 +122,7 @@ class Config:
     def from_dict(cls, data: dict[str, Any], origin: str = "config") -> Config:
         """A config from plain data over the defaults, checked key by key (what a child process reads)."""
         plain = Config().to_dict()
-        merge(plain, data, origin, SECTIONS, ACTORS)
+        merge(plain, copy.deepcopy(data), origin, SECTIONS, ACTORS)  # a copy: the caller's lists stay its own
         return Config(bus=BusSettings(**plain["bus"]), security=SecuritySettings(**plain["security"]),
                       sets=plain["sets"], sections={name: kind(**plain[name]) for name, kind in SECTIONS.items()})
 
