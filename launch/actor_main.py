@@ -61,8 +61,8 @@ def _model_hint(name: str, exc: Exception) -> str:
 
 
 def run_proxy_process(config: Config) -> int:
+    from bus.proxy import run_proxy
     from bus.security import BusSecurityError
-    from bus.sockets import run_proxy
 
     # SIGTERM keeps its default action: the proxy holds no state worth a clean exit.
     address = bus_address(config)

@@ -52,7 +52,7 @@ def _subscriber(address: BusAddress, count: int, ready: Any, results: Any) -> No
 
 def bus_hop_us(count: int = HOP_MESSAGES) -> dict[str, float]:
     """One-way latency publisher -> proxy -> subscriber, each in its own process, on TCP loopback."""
-    from bus.sockets import run_proxy
+    from bus.proxy import run_proxy
 
     ctx = multiprocessing.get_context("spawn")
     port = _free_port()

@@ -11,7 +11,8 @@ import pytest
 import zmq
 
 from actors.llm_memory import STATE_DIR_ENV
-from bus.sockets import BusAddress, run_proxy
+from bus.proxy import run_proxy
+from bus.sockets import BusAddress
 
 
 @pytest.fixture(autouse=True, scope="session")

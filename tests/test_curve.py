@@ -23,8 +23,9 @@ from zmq.auth import load_certificate
 from bus.handshake import prove_path
 from bus.keys import add_client, init_store, install_bundle, load_keys, revoke_client
 from bus.messages import Message, Ping, Say
+from bus.proxy import run_proxy
 from bus.security import BusSecurityError, CurveKeys, Refusal, is_local_endpoint, load_allowlist
-from bus.sockets import BusAddress, BusClient, run_proxy
+from bus.sockets import BusAddress, BusClient
 from launch.keys_cmd import register
 
 Context = zmq.Context[zmq.Socket[bytes]]

@@ -41,6 +41,7 @@ import zmq
 from bus.codec import encode
 from bus.handshake import prove_path
 from bus.messages import AudioFrame, Say, Transcript
+from bus.proxy import run_proxy
 from bus.push_to_talk import ButtonPublisher
 from bus.sockets import (
     DROP_LOG_FIRST,
@@ -52,7 +53,6 @@ from bus.sockets import (
     BusAddress,
     BusClient,
     DropLog,
-    run_proxy,
 )
 from launch.config import Config, bus_address, load_config
 from launch.supervisor import Supervisor

@@ -18,7 +18,8 @@ from actors.base import Actor
 from actors.table import ActorSpec, register
 from bus.codec import Envelope
 from bus.messages import ButtonEvent, Say
-from bus.sockets import BusAddress, run_proxy
+from bus.proxy import run_proxy
+from bus.sockets import BusAddress
 
 
 @dataclass
