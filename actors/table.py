@@ -27,6 +27,8 @@ from actors.player import PlayerSettings
 from actors.stt import SttSettings
 from actors.tts import TtsSettings
 from actors.vad import VadSettings
+from actors.web_settings import SESSION_PREFIX as WEB_SESSION
+from actors.web_settings import WebSettings
 from actors.wyoming_settings import SESSION_PREFIX as WYOMING_SESSION
 from actors.wyoming_settings import WyomingSettings
 from bus.messages import (
@@ -124,6 +126,11 @@ ACTORS: tuple[ActorSpec, ...] = (
               TurnError), (ButtonEvent, AudioFrame, CaptureEnd, Transcript, Say, PlayerEvent, Interrupt), "server",
               sets=("wyoming",), waited_on=lambda t: t.session.startswith(WYOMING_SESSION) and t.finished is None
               and t.silenced is None),
+    # The browser's door: a page and a WebSocket, each tab a session; opt-in (`rocky-relay web`), it opens a port.
+    ActorSpec("web", "actors.web_gateway:WebGatewayActor", WebSettings, (Transcript, Say, AudioChunk, TurnError,
+              TurnRecord), (ButtonEvent, AudioFrame, CaptureEnd, PlayerEvent, Interrupt), "server",
+              waited_on=lambda t: t.session.startswith(WEB_SESSION) and t.finished is None and t.silenced is None,
+              watches_link=True),
 )
 """Every actor, in the order sets start them and the config lists their sections."""
 

@@ -130,6 +130,7 @@ NOT_FUZZED = {
     "button": "GPIO pins: tests/test_pi.py drives it through FakePins, and it only reacts to turn ends",
     "leds": "GPIO pins: tests/test_pi.py drives it through FakePins",
     "audible": "records the sound device; tests/test_audio_stack.py runs it on PulseAudio",
+    "web": "publishes only for a connected tab; tests/test_web_gateway.py sends bad frames over its real socket",
 }
 """Rows of actors/table.py without a fuzz case here, and where they are tested instead."""
 
