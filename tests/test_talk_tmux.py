@@ -2,9 +2,10 @@
 
 The command runs in a detached tmux session (a private tmux server on a socket
 in the test's temp dir, no user config), with the mic and player on the
-private PulseAudio's devices. Enter starts the turn, the test speaks the
-question into the mic sink, Enter ends the turn, the reply shows on screen,
-`q` quits, and no actor process is left behind.
+private PulseAudio's devices. A key (no Enter) starts the turn, the test speaks the
+question into the mic sink, the key again ends it, the prompt shows the turn's state
+and the reply shows before the next prompt; a key while Rocky thinks is a barge-in;
+`q` alone quits, and no actor process is left behind.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from bus.handshake import prove_path, wait_for_actors
-from bus.messages import AudioFrame
+from bus.messages import AudioFrame, Transcript
 from bus.sockets import BusAddress, BusClient
 from launch.config import DEFAULT_SETS
 from tests.audio_stack import AudioStack, private_pulseaudio, require_tools
@@ -144,31 +145,71 @@ def alive(pid: int) -> bool:
     return True
 
 
+def current_line(screen: str) -> str:
+    """The prompt: the last line the terminal shows (talk rewrites it in place)."""
+    lines = [line for line in screen.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def speak_turn(terminal: Terminal, client: BusClient, audio: AudioStack, key: str) -> None:
+    """Press `key`, speak the prompt into the mic, release with `key` once the mic has carried all of it."""
+    pressed_at = time.time()  # frames of an earlier turn may still wait in the socket: not these
+    terminal.keys(key)  # press
+    first = frames_until(client, lambda f: f.ts >= pressed_at, timeout_s=15)  # the mic is open: speech is heard
+    terminal.wait_for(lambda s: current_line(s).startswith("[listening]"), "listening prompt", timeout_s=10)
+    audio.play(PROMPT, "mic_sink")
+    release_at = time.time() + 0.5
+    frames_until(client, lambda f: f.turn == first.turn and f.ts >= release_at, timeout_s=5)
+    terminal.keys(key)  # release
+
+
 def test_push_to_talk_in_a_terminal(terminal: Terminal, audio: AudioStack, folder: Path) -> None:
-    terminal.wait_for(lambda s: "[ready]" in s, "ready prompt", timeout_s=180)
+    """Three turns in one terminal: one answered (the prompt shows each state, and the record comes before the
+    next ready prompt), one cut by a key while Rocky thinks (a barge-in, shown as one, its record before the
+    next listening prompt), one of silence (one error line); another session's words never show; q alone quits."""
+    terminal.wait_for(lambda s: current_line(s).startswith("[ready]"), "ready prompt", timeout_s=180)
     client = BusClient(BusAddress(pub_addr=f"ipc://{folder}/pub", sub_addr=f"ipc://{folder}/sub"),
                        ("audio.in",), name="test-ear")
     try:
         prove_path(client)
         actors = {name for name in DEFAULT_SETS["local"] if name != "proxy"}
-        pids = [ready.pid for ready in wait_for_actors(client, actors, timeout_s=30).values()]
+        pids = [ready.pid for ready in wait_for_actors(client, actors, timeout_s=120).values()]
+        client.publish(Transcript(session="kitchen", turn=1, text="ANOTHER SESSION"))  # not this client's
 
-        terminal.keys("Enter")  # press
-        first = frames_until(client, lambda f: True, timeout_s=15)  # the mic is open: speaking now is heard
-        audio.play(PROMPT, "mic_sink")
-        release_at = time.time() + 0.5
-        frames_until(client, lambda f: f.turn == first.turn and f.ts >= release_at, timeout_s=5)
-        terminal.keys("Enter")  # release
+        speak_turn(terminal, client, audio, "Enter")
+        prompts: set[str] = set()
+
+        def answered(screen: str) -> bool:
+            prompt = current_line(screen).split("]")[0] + "]"
+            prompts.add(prompt)
+            assert prompt != "[ready]" or "status:" in screen, f"ready again before the record:\n{screen}"
+            return "status:" in screen and prompt == "[ready]"
+
+        screen = terminal.wait_for(answered, "turn record and ready prompt", timeout_s=120)
+        lines = screen.splitlines()
+        heard = next(line for line in lines if line.startswith("you:"))
+        said = next(line for line in lines if line.startswith("rocky:"))
+        assert "planet" in heard.lower(), screen
+        assert said.removeprefix("rocky:").strip() not in ("", "(nothing)"), screen
+        assert "status: ok" in screen and "release_to_first_audio_ms" in screen, screen
+        assert "[thinking]" in prompts, prompts  # the state between release and reply was shown (polled)
+
+        speak_turn(terminal, client, audio, "Space")
+        terminal.wait_for(lambda s: current_line(s).startswith(("[thinking]", "[speaking]")), "thinking prompt",
+                          timeout_s=60)
+        terminal.keys("x")  # any key
+        screen = terminal.wait_for(lambda s: current_line(s).startswith("[listening]"), "listening after barge-in",
+                                   timeout_s=30)
+        after_first = screen.split("status: ok", 1)[1]
+        assert "barge-in" in after_first, screen
+        assert after_first.index("barge-in") < after_first.index("status: interrupted"), screen
     finally:
         client.close()
-
-    screen = terminal.wait_for(lambda s: "status:" in s, "turn record", timeout_s=120)
-    lines = screen.splitlines()
-    heard = next(line for line in lines if line.startswith("you:"))
-    said = next(line for line in lines if line.startswith("rocky:"))
-    assert "planet" in heard.lower(), screen
-    assert said.removeprefix("rocky:").strip() not in ("", "(nothing)"), screen
-    assert "status: ok" in screen and "release_to_first_audio_ms" in screen, screen
+    terminal.keys("Space")  # send the silence the mic heard since the barge-in
+    screen = terminal.wait_for(lambda s: s.count("status:") == 3 and current_line(s).startswith("[ready]"),
+                               "third turn's record", timeout_s=90)
+    assert screen.count("error:") == screen.count("status: error"), screen  # one error line per failure
+    assert "ANOTHER SESSION" not in screen, screen
 
     terminal.keys("q")  # a single key: no Enter
     assert terminal.wait_exit(timeout_s=30) == 0, terminal.screen()
