@@ -33,7 +33,7 @@ API_KEY_ENV = "ROCKY_RELAY_TTS_API_KEY"
 OPENAI_FORMATS = ("wav", "pcm")
 OPENAI_PCM_RATE = 24000
 """OpenAI's `pcm` format: raw 16-bit little-endian mono samples at 24 kHz, no header."""
-ROCKY_SAY_HINT = "start the rocky_say server (python rocky_say.py --port N) on the machine with the GPU"
+ROCKY_SAY_HINT = "start the rocky_say server on the machine with the GPU (docs/voices.md)"
 OPENAI_HINT = "start the speech server (e.g. Kokoro-FastAPI on port 8880) or fix tts.url (it should end in /v1)"
 _CLAUSE_END = re.compile(r"(?<=[,;:\u2014])\s+")
 

@@ -11,8 +11,8 @@ import json
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import Event, Lock, Thread
+from http.server import BaseHTTPRequestHandler
+from threading import Event, Lock
 
 import numpy as np
 import pytest
@@ -26,6 +26,7 @@ from bus.messages import AudioFrame, CaptureEnd, Transcript, TurnError
 from bus.sockets import BusAddress
 from tests.helpers import actor_on_bus, collect, send_all
 from tests.test_tts_backends import free_port
+from tests.test_tts_servers import serve
 
 QUESTION = "What is the capital of France?"
 
@@ -111,20 +112,7 @@ def question() -> np.ndarray:
 
 @pytest.fixture
 def server(recognizer: WhisperRecognizer) -> Iterator[Whisperer]:
-    state = Whisperer(recognizer)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), TranscriptionHandler)
-    httpd.state = state  # type: ignore[attr-defined]
-    thread = Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-        assert not thread.is_alive()
+    yield from serve(TranscriptionHandler, Whisperer(recognizer), "/v1")
 
 
 @pytest.mark.parametrize("response_format", ["json", "text"])
@@ -161,11 +149,13 @@ def test_the_stt_actor_over_http_fails_a_turn_and_serves_the_next(bus_address: B
 def test_a_server_that_is_down_stalls_or_answers_garbage_is_named(server: Whisperer) -> None:
     with pytest.raises(SttServerDown, match=r"is not answering \(connection refused\)"):
         HttpRecognizer(SttSettings(backend="http", url=f"http://127.0.0.1:{free_port()}/v1"))
-    recognizer = HttpRecognizer(SttSettings(backend="http", url=server.url, read_timeout_s=0.5))
+    impatient = HttpRecognizer(SttSettings(backend="http", url=server.url, read_timeout_s=0.5))
+    patient = HttpRecognizer(SttSettings(backend="http", url=server.url))  # a loaded machine is no stall
     silence = np.zeros(8000, dtype=np.float32)
-    for mode, error, why in (("stall", SttServerTimeout, r"no transcript within stt.read_timeout_s=0.5 s"),
-                             ("garbage", SttServerBadReply, r"not JSON: '<html>proxy error</html>'"),
-                             ("notext", SttServerBadReply, r"JSON without a text field")):
+    for mode, recognizer, error, why in (
+            ("stall", impatient, SttServerTimeout, r"no transcript within stt.read_timeout_s=0.5 s"),
+            ("garbage", patient, SttServerBadReply, r"not JSON: '<html>proxy error</html>'"),
+            ("notext", patient, SttServerBadReply, r"JSON without a text field")):
         server.mode = mode
         with pytest.raises(error, match=why):
             recognizer.transcribe(silence)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Event, Thread
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pytest
@@ -39,7 +40,17 @@ class Server:
         return [json.loads(body) for method, _p, _h, body in self.requests if method == "POST"]
 
 
-def serve(handler_for: type[BaseHTTPRequestHandler], state: Server, prefix: str) -> Iterator[Server]:
+class Served(Protocol):
+    url: str
+    release: Event
+
+
+S = TypeVar("S", bound=Served)
+
+
+def serve(handler_for: type[BaseHTTPRequestHandler], state: S, prefix: str) -> Iterator[S]:
+    """A small HTTP server on a free loopback port with `state` for its handlers, until the generator ends
+    (then anything stalled is released and the thread joined)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for)
     server.state = state  # type: ignore[attr-defined]
     thread = Thread(target=server.serve_forever, daemon=True)
@@ -181,9 +192,9 @@ def test_rocky_say_that_is_down_says_how_to_start_it() -> None:
 
 
 def test_rocky_say_that_goes_silent_times_out(rocky_say: Server) -> None:
-    synth = make_synthesizer(TtsSettings(backend="rocky_say", url=rocky_say.url, read_timeout_s=0.3))
+    synth = make_synthesizer(TtsSettings(backend="rocky_say", url=rocky_say.url, read_timeout_s=1.0))
     rocky_say.mode = "stall"
-    with pytest.raises(TtsBackendError, match=r"went silent for tts.read_timeout_s=0.3"):
+    with pytest.raises(TtsBackendError, match=r"went silent for tts.read_timeout_s=1.0"):
         list(synth.synthesize("Hello."))
 
 
@@ -233,8 +244,9 @@ def test_openai_speech_settings_and_failures_are_named(speech: Server) -> None:
     with pytest.raises(TtsBackendError, match=r"tts.response_format 'mp3': use wav or pcm"):
         make_synthesizer(TtsSettings(backend="openai", url=speech.url, server_model="m", server_voice="v",
                                      response_format="mp3"))
-    synth = make_synthesizer(TtsSettings(backend="openai", url=speech.url, server_model="m", server_voice="v",
-                                         response_format="pcm", read_timeout_s=0.3))
+    pcm = TtsSettings(backend="openai", url=speech.url, server_model="m", server_voice="v", response_format="pcm")
+    synth = make_synthesizer(pcm)
+    impatient = make_synthesizer(replace(pcm, read_timeout_s=1.0))
     speech.mode = "garbage"
     with pytest.raises(WavError, match=r"answered text/html, not PCM audio"):
         list(synth.synthesize("Hello."))
@@ -243,4 +255,4 @@ def test_openai_speech_settings_and_failures_are_named(speech: Server) -> None:
         list(synth.synthesize("Hello."))
     speech.mode = "stall"
     with pytest.raises(TtsBackendError, match=r"went silent"):
-        list(synth.synthesize("Hello."))
+        list(impatient.synthesize("Hello."))
