@@ -19,9 +19,9 @@ import zmq
 
 from actors.base import Actor, on
 from actors.wyoming_protocol import build_info
-from actors.wyoming_server import Door, WyomingHandler
+from actors.wyoming_server import WyomingHandler
 from actors.wyoming_settings import SESSION_PREFIX, WyomingSettings
-from actors.wyoming_turns import Gate
+from actors.wyoming_turns import Door, Gate
 from bus.codec import Envelope
 from bus.handshake import prove_path
 from bus.messages import AudioChunk, LlmDone, Message, Ping, Ready, Say, Transcript, TurnError

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart
 from wyoming.event import Event
 from wyoming.info import (
@@ -36,6 +37,8 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_DATA_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 4 << 20
 """An audio chunk is a few KB (Home Assistant sends 20-100 ms); 4 MiB is 2 minutes of 16 kHz speech."""
+MAX_TEXT_CHARS = 4000
+"""Longer text to speak or answer is refused (the llm refuses longer transcripts too)."""
 BUS_RATE = 16000
 FRAME_BYTES = 640
 """20 ms of 16 kHz mono int16: the frames the mic actor sends, so VAD and STT see what they always see."""
@@ -108,20 +111,31 @@ class FrameCutter:
 
     def __init__(self, start: AudioStart) -> None:
         self.format = start
-        self.converter = AudioChunkConverter(rate=BUS_RATE, width=2, channels=1)
+        self.to_16_bit = AudioChunkConverter(width=2)
+        # audioop's ratecv keeps its state across chunks, so a stream resamples without seams.
+        self.to_bus_rate = AudioChunkConverter(rate=BUS_RATE)
         self.pending = b""
+        self.carry = b""
         self.samples = 0
 
     def feed(self, event: Event) -> Iterator[bytes]:
         """The whole frames the chunk completes."""
         fmt = self.format
-        whole = len(event.payload or b"") // (fmt.width * fmt.channels) * fmt.width * fmt.channels
-        chunk = AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=(event.payload or b"")[:whole])
-        self.pending += self.converter.convert(chunk).audio
+        frame = fmt.width * fmt.channels
+        audio = self.carry + (event.payload or b"")
+        # A chunk may end inside a sample: its bytes start the next one, so no later sample shifts.
+        whole = len(audio) // frame * frame
+        audio, self.carry = audio[:whole], audio[whole:]
+        wide = self.to_16_bit.convert(AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels,
+                                                 audio=audio)).audio
+        # The channels' mean (audioop's tomono sums them, which clips loud stereo, and takes only two).
+        mono = np.frombuffer(wide, dtype=np.int16).reshape(-1, fmt.channels).mean(axis=1).astype(np.int16)
+        self.pending += self.to_bus_rate.convert(AudioChunk(rate=fmt.rate, width=2, channels=1,
+                                                            audio=mono.tobytes())).audio
         while len(self.pending) >= FRAME_BYTES:
-            frame, self.pending = self.pending[:FRAME_BYTES], self.pending[FRAME_BYTES:]
+            piece, self.pending = self.pending[:FRAME_BYTES], self.pending[FRAME_BYTES:]
             self.samples += FRAME_BYTES // 2
-            yield frame
+            yield piece
 
     def rest(self) -> bytes:
         """What is left after the last whole frame (sent as a short last frame)."""
@@ -164,3 +178,17 @@ def build_info(settings: WyomingSettings, backends: dict[str, str], version: str
                                                   languages=languages)],
                               supports_handled_streaming=True)],
     )
+
+
+def sentences(text: str) -> list[str]:
+    """Text cut after each sentence's end, so the first one is spoken while the rest is synthesised."""
+    return [s for s in re.split(r"(?<=[.!?;:])\s+", text.strip()) if s]
+
+
+def text_of(event: Event) -> str:
+    text = event.data.get("text")
+    if not isinstance(text, str):
+        raise WyomingProtocolError(f"{event.type} without a text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise WyomingProtocolError(f"{event.type}: text of {len(text)} characters (at most {MAX_TEXT_CHARS})")
+    return text

@@ -19,7 +19,6 @@ import itertools
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -34,58 +33,20 @@ from wyoming.ping import Pong
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import SynthesizeStopped
 
-from actors.llm_prompt import words_of
-from actors.wyoming_protocol import FrameCutter, WyomingProtocolError, audio_format, conversation_session, read_event
-from actors.wyoming_settings import WyomingSettings
-from actors.wyoming_turns import Gate, TurnStalled, TurnWatch
+from actors.wyoming_protocol import (
+    FrameCutter,
+    WyomingProtocolError,
+    audio_format,
+    conversation_session,
+    read_event,
+    sentences,
+    text_of,
+)
+from actors.wyoming_turns import Door, TurnStalled, TurnWatch
 from bus.messages import AudioFrame, ButtonEvent, CaptureEnd, Interrupt, Say, Transcript
 
 log = structlog.get_logger("wyoming")
-MAX_TEXT_CHARS = 4000
-"""Longer text to speak or answer is refused (the llm refuses longer transcripts too)."""
 _numbers = itertools.count(1)
-
-
-def sentences(text: str) -> list[str]:
-    """Text cut after each sentence's end, so the first one is spoken while the rest is synthesised."""
-    return [s for s in re.split(r"(?<=[.!?;:])\s+", text.strip()) if s]
-
-
-@dataclass
-class Door:
-    """What every connection of one server shares."""
-
-    settings: WyomingSettings
-    gate: Gate
-    version: str
-    info: Any = None
-    """A callable giving the `info` event (the actor builds it from the backends announced)."""
-    held: list[TurnWatch] = field(default_factory=list)
-    """Conversation replies whose audio waits for a `synthesize` of the same words."""
-    connections: int = 0
-    holds: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def claim(self, text: str) -> TurnWatch | None:
-        wanted = words_of(text)
-        for watch in self.held:
-            if wanted and words_of(watch.spoken_text) == wanted:
-                self.held.remove(watch)
-                return watch
-        return None
-
-    async def hold(self, watch: TurnWatch) -> None:
-        """Keep a reply's audio for its `synthesize`; unclaimed, end its record as played to nobody."""
-        self.held.append(watch)
-        try:
-            while not (watch.chunk_last or watch.error):
-                await watch.news(self.settings.op_timeout_s)
-            await asyncio.sleep(self.settings.reply_hold_s)
-        except TurnStalled:
-            pass
-        if watch in self.held:
-            self.held.remove(watch)
-            self.gate.played(watch, "finished", device="wyoming (reply audio not fetched)")
-            self.gate.close(watch)
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -152,12 +113,12 @@ class WyomingHandler(AsyncEventHandler):
         elif kind in ("audio-start", "audio-chunk", "audio-stop"):
             await self._asr(event)
         elif kind == "synthesize" and self.streaming is None:  # while streaming it is the compatibility copy
-            await self._synthesize(_text(event))
+            await self._synthesize(text_of(event))
         elif kind == "synthesize-start":
             watch = self._begin(f"wyoming-tts-{next(_numbers)}")
             self.streaming, self.says, self.text_buffer = (watch, asyncio.create_task(self._play(watch))), 0, ""
         elif kind == "synthesize-chunk" and self.streaming is not None:
-            self.text_buffer += _text(event)
+            self.text_buffer += text_of(event)
             *done, self.text_buffer = re.split(r"(?<=[.!?;:])\s+", self.text_buffer)
             for piece in done:
                 self._say(self.streaming[0], piece, last=False)
@@ -168,7 +129,7 @@ class WyomingHandler(AsyncEventHandler):
             self.streaming = None
             await self.write_event(SynthesizeStopped().event())
         elif kind == "transcript":
-            await self._converse(_text(event), event.data.get("context") or {})
+            await self._converse(text_of(event), event.data.get("context") or {})
         # Anything else (transcribe, a newer client's events) is dropped, as the protocol asks.
         return True
 
@@ -301,12 +262,3 @@ class WyomingHandler(AsyncEventHandler):
         hold = asyncio.get_running_loop().create_task(self.door.hold(watch))
         self.door.holds.add(hold)
         hold.add_done_callback(self.door.holds.discard)
-
-
-def _text(event: Event) -> str:
-    text = event.data.get("text")
-    if not isinstance(text, str):
-        raise WyomingProtocolError(f"{event.type} without a text")
-    if len(text) > MAX_TEXT_CHARS:
-        raise WyomingProtocolError(f"{event.type}: text of {len(text)} characters (at most {MAX_TEXT_CHARS})")
-    return text

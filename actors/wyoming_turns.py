@@ -12,7 +12,10 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from actors.llm_prompt import words_of
+from actors.wyoming_settings import WyomingSettings
 from bus.messages import AudioChunk, LlmDone, Message, PlayerEvent, Say, Transcript, TurnError
 from bus.push_to_talk import new_turn_id
 from bus.sockets import BusClient
@@ -122,3 +125,40 @@ class Gate:
         takes first audio, the end of playback and a barge-in from these, as from a satellite's player."""
         self.publish(PlayerEvent(session=watch.session, turn=watch.turn, state=state,  # type: ignore[arg-type]
                                  audio_ms=audio_ms, device=device))
+
+
+@dataclass
+class Door:
+    """What every connection of one server shares."""
+
+    settings: WyomingSettings
+    gate: Gate
+    version: str
+    info: Any = None
+    """A callable giving the `info` event (the actor builds it from the backends announced)."""
+    held: list[TurnWatch] = field(default_factory=list)
+    """Conversation replies whose audio waits for a `synthesize` of the same words."""
+    connections: int = 0
+    holds: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def claim(self, text: str) -> TurnWatch | None:
+        wanted = words_of(text)
+        for watch in self.held:
+            if wanted and words_of(watch.spoken_text) == wanted:
+                self.held.remove(watch)
+                return watch
+        return None
+
+    async def hold(self, watch: TurnWatch) -> None:
+        """Keep a reply's audio for its `synthesize`; unclaimed, end its record as played to nobody."""
+        self.held.append(watch)
+        try:
+            while not (watch.chunk_last or watch.error):
+                await watch.news(self.settings.op_timeout_s)
+            await asyncio.sleep(self.settings.reply_hold_s)
+        except TurnStalled:
+            pass
+        if watch in self.held:
+            self.held.remove(watch)
+            self.gate.played(watch, "finished", device="wyoming (reply audio not fetched)")
+            self.gate.close(watch)

@@ -1,0 +1,219 @@
+"""`rocky-relay bench --suite doors`: the same spoken question through each front door, in one run.
+
+Doors are named measurements (`DOORS`), each a function that asks the launched set the question once and
+returns what it measured, release -> first audio first: `terminal` (the push-to-talk path: mic, button,
+player, as `rocky-relay talk`), `wyoming` (what Home Assistant does: transcribe over Wyoming, hand the
+words to the conversation agent, synthesise its reply; release = our `audio-stop`, first audio = the first
+`audio-chunk` of the reply). Another door (the browser) adds its function to `DOORS`. The table gives the
+medians side by side and what each door adds to the terminal's path.
+
+The Wyoming functions here are a client's, with the `wyoming` library's own `AsyncTcpClient`, as a third
+party would write them; tests/test_wyoming.py uses them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+from wyoming.tts import Synthesize
+
+from audio.wav import load_pcm16_mono
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+QUESTION_WAV = SAMPLES / "prompt-3s.wav"
+READ_TIMEOUT_S = 180.0
+CHUNK_MS = 20
+
+
+# --- a Wyoming client, as Home Assistant's pipeline uses the server --------------------------------
+async def read_until(client: AsyncTcpClient, last: set[str], timeout_s: float = READ_TIMEOUT_S) -> list[Event]:
+    """Events until one of the types in `last` (or the server closing the connection)."""
+    events: list[Event] = []
+    while True:
+        event = await asyncio.wait_for(client.read_event(), timeout_s)
+        if event is None:
+            return events
+        events.append(event)
+        if event.type in last:
+            return events
+
+
+async def describe(host: str, port: int) -> Info:
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Describe().event())
+        (info,) = await read_until(client, {"info"})
+        return Info.from_event(info)
+
+
+async def transcribe(host: str, port: int, pcm: bytes, rate: int = 16000, width: int = 2, channels: int = 1,
+                     realtime: bool = False) -> tuple[list[Event], float]:
+    """Stream `pcm` (chunks of 20 ms, paced like a live mic when `realtime`); the events up to the
+    transcript, and when `audio-stop` went out (time.time())."""
+    step = rate * width * channels * CHUNK_MS // 1000
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Transcribe(language="en").event())
+        await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
+        began = time.monotonic()
+        for i, at in enumerate(range(0, len(pcm), step)):
+            if realtime:
+                await asyncio.sleep(max(0.0, began + i * CHUNK_MS / 1000 - time.monotonic()))
+            await client.write_event(AudioChunk(rate=rate, width=width, channels=channels,
+                                                audio=pcm[at: at + step]).event())
+        await client.write_event(AudioStop().event())
+        released = time.time()
+        return await read_until(client, {"transcript"}), released
+
+
+async def converse(host: str, port: int, text: str, conversation_id: str) -> list[Event]:
+    """The conversation agent's answer: events up to `handled` or `not-handled`."""
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Transcript(text=text, context={"conversation_id": conversation_id}).event())
+        return await read_until(client, {"handled", "not-handled"})
+
+
+async def synthesize(host: str, port: int, text: str) -> tuple[list[Event], float | None]:
+    """The voice's audio for `text`: events up to `audio-stop`, and when the first chunk came."""
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Synthesize(text=text).event())
+        events: list[Event] = []
+        first: float | None = None
+        while not events or events[-1].type not in ("audio-stop", "error"):
+            event = await asyncio.wait_for(client.read_event(), READ_TIMEOUT_S)
+            if event is None:
+                break
+            if event.type == "audio-chunk" and first is None:
+                first = time.time()
+            events.append(event)
+        return events, first
+
+
+def text_of(events: list[Event], kind: str) -> str:
+    return next((str(e.data.get("text", "")) for e in events if e.type == kind), "")
+
+
+# --- the bench ----------------------------------------------------------------------------------
+@dataclass
+class DoorsRun:
+    """What every door's measurement gets: the launched set and the question."""
+
+    config: Any
+    driver: Any
+    """A TurnDriver on the set's bus (the terminal's path)."""
+    wyoming_port: int
+    question_wav: Path
+    marks: dict[str, list[float]] = field(default_factory=dict)
+    """Extra figures per name (stage times), printed under the table."""
+
+    def mark(self, name: str, value: float | None) -> None:
+        if value is not None:
+            self.marks.setdefault(name, []).append(value)
+
+
+def terminal(run: DoorsRun) -> float | None:
+    record = run.driver.spoken_turn(timeout_s=READ_TIMEOUT_S)
+    value = record.get("release_to_first_audio_ms")
+    return float(value) if record.get("status") == "ok" and value is not None else None
+
+
+def wyoming(run: DoorsRun) -> float | None:
+    pcm = load_pcm16_mono(run.question_wav).tobytes()
+
+    async def ask() -> float | None:
+        heard, released = await transcribe("127.0.0.1", run.wyoming_port, pcm, realtime=True)
+        words = text_of(heard, "transcript")
+        run.mark("wyoming asr: audio-stop -> transcript", 1000 * (time.time() - released))
+        asked = time.time()
+        answer = await converse("127.0.0.1", run.wyoming_port, words, f"bench-{uuid.uuid4().hex[:8]}")
+        run.mark("wyoming handle: transcript -> handled", 1000 * (time.time() - asked))
+        spoken = text_of(answer, "handled")
+        if not words or not spoken:
+            return None
+        _audio, first = await synthesize("127.0.0.1", run.wyoming_port, spoken)
+        return None if first is None else 1000 * (first - released)
+
+    return asyncio.run(ask())
+
+
+DOORS: dict[str, Callable[[DoorsRun], float | None]] = {"terminal": terminal, "wyoming": wyoming}
+"""Each door: ask once, return release -> first audio in ms (None: the turn failed)."""
+BASELINE = "terminal"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def table(results: dict[str, list[float]], failed: dict[str, int], marks: dict[str, list[float]]) -> list[str]:
+    base = statistics.median(results[BASELINE]) if results.get(BASELINE) else None
+    lines = [f"{'door':10s} {'n':>3s} {'failed':>6s} {'release->first audio p50':>26s} {'adds to terminal':>17s}"]
+    for name, values in results.items():
+        p50 = statistics.median(values) if values else None
+        adds = "" if p50 is None or base is None or name == BASELINE else f"{p50 - base:+.0f} ms"
+        lines.append(f"{name:10s} {len(values):3d} {failed[name]:6d} "
+                     f"{'-' if p50 is None else f'{p50:.0f} ms':>26s} {adds:>17s}")
+    lines += [f"  {name}: p50 {statistics.median(v):.0f} ms" for name, v in marks.items() if v]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from launch.bench_table import BENCH_MODELS
+    from launch.config import bus_address, load_config
+    from launch.supervisor import Supervisor
+    from launch.turns import TurnDriver
+
+    reps = max(1, int(args.reps))
+    model = BENCH_MODELS[0] if args.model == "both" else args.model
+    workdir = Path(tempfile.mkdtemp(prefix="rocky-bench-doors-"))
+    port = free_port()
+    (workdir / "bench.toml").write_text(f'[bus]\npub = "ipc://{workdir}/pub"\nsub = "ipc://{workdir}/sub"\n')
+    # The edge actors serve only the terminal's session ("local"), so they never capture or play a
+    # Wyoming turn; the history is off, so every question is asked afresh whichever door it came by.
+    overrides = [f"llm.model={model}", "llm.history_tokens=0", "satellite.session=local", "mic.backend=wav",
+                 f"mic.path={QUESTION_WAV}", "player.backend=wav", f"player.path={workdir}/reply.wav",
+                 f"logger.path={workdir}/turns.jsonl", "wyoming.host=127.0.0.1", f"wyoming.port={port}",
+                 "wyoming.zeroconf=false"]
+    config = load_config(workdir / "bench.toml", overrides)
+    names = [*config.sets["wyoming"], "mic", "player"]
+    results: dict[str, list[float]] = {name: [] for name in DOORS}
+    failed = dict.fromkeys(DOORS, 0)
+    try:
+        with Supervisor(config, names, log_dir=workdir / "actors") as supervisor:
+            supervisor.start()
+            driver = TurnDriver(bus_address(config))
+            try:
+                doors = DoorsRun(config, driver, port, QUESTION_WAV)
+                driver.typed_turn("Hello Rocky.", timeout_s=READ_TIMEOUT_S)  # warm every stage first
+                for rep in range(reps):
+                    for name, measure in DOORS.items():  # interleaved: the machine's mood hits all alike
+                        value = measure(doors)
+                        print(f"  rep {rep + 1}/{reps} {name:10s} release->first audio "
+                              f"{'failed' if value is None else f'{value:.0f} ms'}", flush=True)
+                        if value is None:
+                            failed[name] += 1
+                        else:
+                            results[name].append(value)
+            finally:
+                driver.close()
+        print(f"\nbench --suite doors, model {model}, {reps} reps, the question {QUESTION_WAV.name}:")
+        print("\n".join(table(results, failed, doors.marks)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if not any(failed.values()) else 1
