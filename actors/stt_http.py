@@ -99,7 +99,7 @@ class HttpRecognizer:
     def transcribe(self, audio: np.ndarray) -> str:
         s = self.settings
         fields = {"model": s.http_model, "response_format": s.response_format}
-        if s.language:
+        if s.language and s.language != "auto":  # auto: the server finds out itself
             fields["language"] = s.language
         body, content_type = multipart(fields, "speech.wav", wav_bytes(audio))
         headers = {"Content-Type": content_type, "Accept": "application/json, text/plain"}
