@@ -8,7 +8,7 @@ const LINK_TIMEOUT_MS = 3500;
 const $ = (id) => document.getElementById(id);
 const rocky = window.rocky = {  // what a person sees, and what the tests read
   state: "connecting", session: "", turn: 0, heard: "", reply: "", record: null, problem: "",
-  stats: { chunks: 0, bytes: 0, scheduledMs: 0, playedMs: 0, started: 0, finished: 0, stopped: 0,
+  stats: { sentMs: 0, foreign: 0, chunks: 0, bytes: 0, scheduledMs: 0, playedMs: 0, started: 0, finished: 0, stopped: 0,
            releaseToFirstSoundMs: null },
 };
 let ws = null, lastBeat = 0, retryMs = 500, refused = false;
@@ -68,6 +68,7 @@ setInterval(() => {  // beats stopped: the server or the network is gone, even i
 }, 500);
 
 function onEvent(ev) {
+  if ("turn" in ev && ev.type !== "turn" && ev.type !== "record" && ev.turn !== rocky.turn) rocky.stats.foreign += 1;
   switch (ev.type) {
     case "hello":
       rocky.session = ev.session; $("session").textContent = ev.session; retryMs = 500;
@@ -110,9 +111,14 @@ async function openMic() {
     source = captureCtx.createMediaStreamSource(stream);
   }
   const node = new AudioWorkletNode(captureCtx, "capture");
-  node.port.onmessage = (e) => { if (e.data instanceof ArrayBuffer && ws) ws.send(e.data); };
+  node.port.onmessage = (e) => { if (e.data instanceof ArrayBuffer) sendAudio(e.data); };
   source.connect(node);
   return { node, stream, source };
+}
+
+function sendAudio(buffer) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  ws.send(buffer); rocky.stats.sentMs += buffer.byteLength / 32;  // 16 kHz int16: 32 bytes a millisecond
 }
 
 function closeMic() {
@@ -121,7 +127,7 @@ function closeMic() {
   return new Promise((done) => {  // what the worklet still holds goes out before the release
     const timer = setTimeout(done, 200);
     m.node.port.onmessage = (e) => {
-      if (e.data instanceof ArrayBuffer) { if (ws) ws.send(e.data); } else { clearTimeout(timer); done(); }
+      if (e.data instanceof ArrayBuffer) sendAudio(e.data); else { clearTimeout(timer); done(); }
     };
     m.node.port.postMessage("flush");
   }).then(() => { m.source.disconnect(); m.stream.getTracks().forEach((t) => t.stop()); });
@@ -134,7 +140,7 @@ async function press() {
   out.resume();
   const played = stopPlayback();  // barge-in: silent at once; the gateway tells the others
   send({ type: "press", ago_ms: 0, played_ms: played });
-  rocky.heard = rocky.reply = ""; rocky.record = null; rocky.stats.releaseToFirstSoundMs = null;
+  rocky.heard = rocky.reply = ""; rocky.record = null; rocky.stats.releaseToFirstSoundMs = null; rocky.stats.sentMs = 0;
   $("heard").textContent = $("reply").textContent = "";
   setState("listening");
   try {
