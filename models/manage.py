@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 ROLES = (("stt", "model"), ("llm", "model"), ("tts", "voice"))
 LOCAL_BACKENDS = {"stt": "faster-whisper", "llm": "llama-cpp", "tts": "piper"}
-REMOTE_BACKENDS = {"stt": {"http", "openai"}, "llm": {"openai"}, "tts": {"http"}}
+REMOTE_BACKENDS = {"stt": {"http", "openai"}, "llm": {"openai"}, "tts": {"http", "rocky_say", "openai"}}
 
 
 class ProgressBar:
@@ -137,6 +137,8 @@ def resolve(config: Config, include_all: bool = False) -> list[Entry]:
     for role, field in ROLES:
         settings = config.section(role)
         backend, spec, setting = settings.backend, str(getattr(settings, field)), f"{role}.{field}"
+        if role == "tts":
+            backend, spec = _voice(backend, spec)
         if backend == LOCAL_BACKENDS[role]:
             entries.append(_entry(role, setting, spec, known_model(role, spec)))
         elif backend in REMOTE_BACKENDS[role]:
@@ -149,6 +151,18 @@ def resolve(config: Config, include_all: bool = False) -> list[Entry]:
         entries += [_entry(m.role, f"{m.role}.{dict(ROLES)[m.role]}", m.key, m, configured=False)
                     for m in KNOWN_MODELS if m.key not in used]
     return entries
+
+
+def _voice(backend: str, voice: str) -> tuple[str, str]:
+    """The backend a voice named in tts.voice brings (models/voices.py), and the spec Piper's files go by:
+    '' for the embedded voice, whatever its catalogue name."""
+    from models.voices import VoiceNotFound, backend_for, find_voice
+
+    try:
+        backend = backend_for(backend, voice)
+    except VoiceNotFound:
+        return backend, voice  # reported as a missing file: the catalogue's refusal names the voices at start
+    return backend, "" if backend == "piper" and find_voice(voice) else voice
 
 
 def _fix(entry: Entry) -> str:

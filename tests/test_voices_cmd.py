@@ -54,3 +54,12 @@ def test_selection_by_name_picks_the_backend() -> None:
         backend_for("espeak", "heart")
     with pytest.raises(VoiceNotFound, match=r"'jo' is not a known voice: use one of joe, heart"):
         make_synthesizer(TtsSettings(voice="jo"))
+
+
+@pytest.mark.parametrize("voice, line", [("joe", "OK    tts  joe-medium"),
+                                         ("heart", "OK    tts  heart             none needed (tts.backend=hibari)"),
+                                         ("rocky-xtts", "remote (tts.backend=rocky_say)")])
+def test_models_verify_knows_a_voice_by_name(voice: str, line: str) -> None:
+    _code, out = run_cli("--set", f"tts.voice={voice}", "models", "verify", "--fast")
+    (tts,) = [row for row in out.splitlines() if row[6:11] == "tts  "]
+    assert line in tts
