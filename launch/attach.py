@@ -186,10 +186,12 @@ def start_with_progress(supervisor: Any, out: TextIO = sys.stderr) -> dict[str, 
 def actor_set_for(config: Config, set_name: str, command: str, attach: bool,
                   running: RunningSet | None, drop: Sequence[str] = ()) -> Iterator[RunningSet | None]:
     """The set `command` drives, for the duration of the block: `running` (found by `find_running`), or one
-    started now (and stopped after) when none runs. With `attach`, a missing set is an error instead."""
+    started now (and stopped after) when none runs. With `attach`, a missing set is an error instead, and a
+    running one is used as it is (an actor that does not answer is not waited for)."""
     wanted = wanted_roles(config, set_name, drop)
     if running is not None:
-        wait_until_served(config, running, wanted, command)
+        if not attach:  # --attach drives whatever answers, as it always has: a stalled actor is the turn's to report
+            wait_until_served(config, running, wanted, command)
         print(f"using the set running at {running.address.sub_addr} ({len(running.readies)} actors)",
               file=sys.stderr)
         yield running
