@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = Path("rocky-relay.toml")
 PROBE_S = 1.0
 """How long a proxy that listens may take to pass a ping back before the address counts as not served."""
-ACTORS_S = 0.6
+ACTORS_S = 1.0
 """How long the actors of a running set may take to answer a ping (they answer between tokens, too)."""
 LOADING_WAIT_S = 120.0
 """A running set whose actors have not all answered yet may still be loading its models: how long to wait."""

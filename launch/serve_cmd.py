@@ -115,6 +115,9 @@ Environment=PYTHONUNBUFFERED=1
 ExecStart={shlex.join(exec_start)}
 Restart=on-failure
 RestartSec=5
+# Exit 2 is a start that would fail the same way again (a config, a model, a set already serving the bus):
+# fix it, then `systemctl --user restart rocky-relay`.
+RestartPreventExitStatus=2
 # SIGTERM to the launcher only: it stops its actors in order; whatever is left after TimeoutStopSec is killed.
 KillMode=mixed
 TimeoutStopSec=20

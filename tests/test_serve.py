@@ -57,6 +57,13 @@ def relay(workdir: Path, *argv: str, timeout_s: float = 90) -> subprocess.Comple
                           text=True, timeout=timeout_s, cwd=workdir, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+def assert_all_gone(workdir: Path, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while processes_mentioning(str(workdir)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling the process table (it has no event to wait on), within a deadline
+    assert not processes_mentioning(str(workdir)), "an actor outlived serve"
+
+
 class Served:
     """`rocky-relay serve typed` as a child; its stderr lines in a queue, read by a thread."""
 
@@ -114,10 +121,7 @@ def test_say_uses_the_served_set_and_sigterm_stops_it_cleanly(workdir: Path) -> 
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(timeout=30) == 0
         served.wait_line("stopped", timeout_s=5)
-        deadline = time.monotonic() + 10
-        while processes_mentioning(str(workdir)) and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the process table, within a deadline
-        assert not processes_mentioning(str(workdir)), "an actor outlived serve"
+        assert_all_gone(workdir)
     finally:
         served.stop()
 
@@ -163,7 +167,8 @@ def test_install_unit_writes_a_user_unit_that_runs_serve_with_the_config_file(wo
     command = shlex.split(service["ExecStart"])
     assert command == [str(RELAY), "--config", str(workdir / "rocky-relay.toml"), "serve", "local"]
     assert os.access(command[0], os.X_OK) and service["WorkingDirectory"] == str(workdir)
-    assert service["KillMode"] == "mixed" and parsed["Install"]["WantedBy"] == "default.target"
+    assert service["KillMode"] == "mixed" and service["RestartPreventExitStatus"] == "2"
+    assert parsed["Install"]["WantedBy"] == "default.target"
     if shutil.which("systemd-analyze"):  # system mode: a user manager needs a login session this box lacks
         verified = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
         assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
@@ -172,3 +177,15 @@ def test_install_unit_writes_a_user_unit_that_runs_serve_with_the_config_file(wo
                              capture_output=True, text=True, timeout=60, cwd=workdir, env=env)
     assert refused.returncode == 2 and "--set is not written into the unit" in refused.stderr
     assert "sk-e1-never-in-a-unit" not in unit.read_text()
+
+
+def test_sigterm_while_the_set_is_still_loading_stops_it_cleanly(workdir: Path) -> None:
+    served = Served(workdir)
+    try:
+        served.wait_line("loading", timeout_s=60)
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=30) == 0, "".join(served.seen)
+        served.wait_line("SIGTERM while starting", timeout_s=5)
+        assert_all_gone(workdir)
+    finally:
+        served.stop()
