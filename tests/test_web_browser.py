@@ -186,3 +186,46 @@ def test_two_tabs_at_once_each_hear_only_their_own_turn(live: Live) -> None:
         assert shown["record"]["status"] == "ok" and shown["stats"]["foreign"] == 0, shown
         [record] = live.records(shown["session"])
         assert record["turn"] == shown["turn"] and record["text_in"] == shown["heard"]
+
+
+def test_a_press_with_nothing_said_shows_the_error(live: Live) -> None:
+    browser = live.browser
+    open_page(live, browser)
+    ActionChains(browser).key_down(Keys.SPACE).perform()
+    wait(browser, "the microphone open", lambda p: p["state"] == "listening" and p["stats"]["sentMs"] > 0)
+    ActionChains(browser).key_up(Keys.SPACE).perform()  # the recording's leading silence only
+    shown = wait(browser, "the error", lambda p: p["state"] == "error")
+    shot(browser, "error")
+    assert shown["problem"].startswith("[stt]") and "speech" in shown["problem"], shown
+
+
+def test_a_lan_page_needs_the_pairing_token_and_shows_a_lost_link(live: Live) -> None:
+    """The gateway as `--lan` makes it (HTTPS, token), here on loopback with web.https = true."""
+    config = load_config(live.config_file, ["web.port=0", "web.https=true", f"web.state_dir={live.folder}/lan"])
+    gateway = Supervisor(config, ["web"], log_dir=live.folder / "lan-actors")
+    browser = None
+    try:
+        url = gateway.start(timeout_s=60)["web"].backend
+        assert url.startswith("https://")
+        browser = chromium(("--ignore-certificate-errors",))  # the self-signed certificate a phone accepts once
+        browser.get(url)
+        refused = wait(browser, "the refusal", lambda p: p["state"] == "error")
+        assert "pairing token" in refused["problem"] and not refused["session"]
+        assert browser.find_element(By.ID, "pairing").is_displayed()
+        shot(browser, "refused")
+        log = (live.folder / "lan-actors" / "web.log").read_text()
+        assert "pairing token missing or wrong" in log and "web_tab_open" not in log
+        token = (live.folder / "lan" / "pairing-token").read_text().strip()
+        browser.get(f"{url}#token={token}")
+        paired = wait(browser, "ready once paired", lambda p: p["state"] == "ready")
+        assert paired["session"].startswith("web-")
+        assert browser.execute_script("return [window.isSecureContext, location.hash]") == [True, ""]
+        gateway.stop()
+        wait(browser, "the link lost", lambda p: p["state"] == "lost", timeout_s=30)
+        shot(browser, "lost")
+        logs = "".join(p.read_text() for p in (live.folder / "lan-actors").glob("*.log"))
+        assert token not in logs
+    finally:
+        if browser is not None:
+            browser.quit()
+        gateway.stop()

@@ -167,10 +167,14 @@ document.addEventListener("keydown", (e) => {
   if (e.code === "Space" && e.target.tagName !== "INPUT") { e.preventDefault(); if (!e.repeat) press(); }
 });
 document.addEventListener("keyup", (e) => { if (e.code === "Space" && e.target.tagName !== "INPUT") { e.preventDefault(); release(); } });
-$("pair").addEventListener("submit", (e) => {
-  e.preventDefault(); localStorage.setItem(TOKEN_KEY, $("token").value.trim());
+function pairAgain() {  // after a refusal: with the token just given
+  if (ws || !refused) return;
   $("pairing").hidden = true; refused = false; setState("connecting"); connect();
+}
+$("pair").addEventListener("submit", (e) => {
+  e.preventDefault(); localStorage.setItem(TOKEN_KEY, $("token").value.trim()); pairAgain();
 });
+window.addEventListener("hashchange", () => { if (/token=/.test(location.hash)) pairAgain(); });  // the URL pasted here
 
 // --- playback: each chunk scheduled right after the previous one ----------------------------
 function perfTimeOf(contextTime) {  // when `contextTime` is (or was) at the speaker, on performance.now()'s clock
