@@ -3,13 +3,15 @@
 One `server` set plus the `web` gateway serves the module (every actor its own process on a real bus). The
 page is driven as a person would: the space bar held (a real key-down and key-up), the pointer pressed in a
 second window. What the page shows and what it played are read from the page itself (`window.rocky`); the
-records from the logger's file. Screenshots of each state go to docs/screenshots/web-STATE.png.
+records from the logger's file. A screenshot of each state goes to the test's folder, or, with
+ROCKY_RELAY_SCREENSHOTS=docs/screenshots, where the README shows them (web-STATE.png).
 Skips when Debian's chromium or chromedriver is missing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 QUESTION = ROOT / "launch" / "samples" / "prompt-3s.wav"
 QUESTION_MS = 3208
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS_ENV = "ROCKY_RELAY_SCREENSHOTS"
 pytestmark = [pytest.mark.models, pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                                                      reason="needs Debian chromium and chromium-driver")]
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -43,6 +45,7 @@ class Live:
     url: str
     config_file: Path
     browser: Any
+    shots: Path
 
     def records(self, session: str) -> list[dict[str, Any]]:
         path = self.folder / "turns.jsonl"
@@ -74,7 +77,7 @@ def live() -> Iterator[Live]:
     try:
         readies = supervisor.start(timeout_s=240)
         browser = chromium()
-        yield Live(folder, readies["web"].backend, config_file, browser)
+        yield Live(folder, readies["web"].backend, config_file, browser, Path(os.environ.get(SHOTS_ENV, folder)))
     finally:
         if browser is not None:
             browser.quit()
@@ -96,18 +99,19 @@ def wait(browser: Any, what: str, check: Callable[[dict[str, Any]], bool], timeo
     return page(browser)
 
 
-def shot(browser: Any, state: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SHOTS / f"web-{state}.png"))
+def shot(live: Live, browser: Any, state: str) -> None:
+    live.shots.mkdir(parents=True, exist_ok=True)
+    path = live.shots / f"web-{state}.png"
+    assert browser.save_screenshot(str(path)) and path.read_bytes().startswith(b"\x89PNG")
 
 
-def hold_space(browser: Any, screenshot: bool = False) -> int:
+def hold_space(browser: Any, screenshot: Live | None = None) -> int:
     """Space held for the whole question (the page's own count of audio sent), then released; the turn id."""
     ActionChains(browser).key_down(Keys.SPACE).perform()
     turn = wait(browser, "the turn of the press", lambda p: p["state"] == "listening" and p["turn"] > 0)["turn"]
     wait(browser, "the question sent", lambda p: p["stats"]["sentMs"] >= QUESTION_MS + 200)
     if screenshot:
-        shot(browser, "listening")
+        shot(screenshot, browser, "listening")
     ActionChains(browser).key_up(Keys.SPACE).perform()
     return int(turn)
 
@@ -120,15 +124,15 @@ def open_page(live: Live, browser: Any) -> dict[str, Any]:
 def test_a_spoken_turn_in_the_page_is_heard_answered_and_played(live: Live) -> None:
     browser = live.browser
     session = open_page(live, browser)["session"]
-    shot(browser, "ready")
-    turn = hold_space(browser, screenshot=True)
+    shot(live, browser, "ready")
+    turn = hold_space(browser, screenshot=live)
     thinking = wait(browser, "thinking after the release", lambda p: p["state"] in ("thinking", "speaking"))
     if thinking["state"] == "thinking":
-        shot(browser, "thinking")
+        shot(live, browser, "thinking")
     wait(browser, "speaking", lambda p: p["state"] == "speaking")
-    shot(browser, "speaking")
+    shot(live, browser, "speaking")
     done = wait(browser, "the turn's record", lambda p: p["record"] is not None and p["stats"]["finished"] == 1)
-    shot(browser, "timings")
+    shot(live, browser, "timings")
     assert done["record"]["status"] == "ok", done
     assert done["heard"].strip() and done["reply"].strip() and done["heard"] == done["record"]["text_in"]
     assert browser.find_element(By.ID, "reply").text == done["reply"]
@@ -195,7 +199,7 @@ def test_a_press_with_nothing_said_shows_the_error(live: Live) -> None:
     wait(browser, "the microphone open", lambda p: p["state"] == "listening" and p["stats"]["sentMs"] > 0)
     ActionChains(browser).key_up(Keys.SPACE).perform()  # the recording's leading silence only
     shown = wait(browser, "the error", lambda p: p["state"] == "error")
-    shot(browser, "error")
+    shot(live, browser, "error")
     assert shown["problem"].startswith("[stt]") and "speech" in shown["problem"], shown
 
 
@@ -212,7 +216,7 @@ def test_a_lan_page_needs_the_pairing_token_and_shows_a_lost_link(live: Live) ->
         refused = wait(browser, "the refusal", lambda p: p["state"] == "error")
         assert "pairing token" in refused["problem"] and not refused["session"]
         assert browser.find_element(By.ID, "pairing").is_displayed()
-        shot(browser, "refused")
+        shot(live, browser, "refused")
         log = (live.folder / "lan-actors" / "web.log").read_text()
         assert "pairing token missing or wrong" in log and "web_tab_open" not in log
         token = (live.folder / "lan" / "pairing-token").read_text().strip()
@@ -222,7 +226,7 @@ def test_a_lan_page_needs_the_pairing_token_and_shows_a_lost_link(live: Live) ->
         assert browser.execute_script("return [window.isSecureContext, location.hash]") == [True, ""]
         gateway.stop()
         wait(browser, "the link lost", lambda p: p["state"] == "lost", timeout_s=30)
-        shot(browser, "lost")
+        shot(live, browser, "lost")
         logs = "".join(p.read_text() for p in (live.folder / "lan-actors").glob("*.log"))
         assert token not in logs
     finally:
