@@ -71,6 +71,8 @@ class Supervisor:
         self.lock = threading.Lock()
         self.monitor: threading.Thread | None = None
         self.started = threading.Event()
+        self.start_over = threading.Event()
+        """`start` has returned or raised: from now on the monitor alone reports deaths."""
         self.readies: dict[str, Ready] = {}
         self.start_error: BaseException | None = None
         self.restart_log: list[Restart] = []
@@ -111,6 +113,7 @@ class Supervisor:
                     wait_for_actors(client, names, timeout_s=1.0, found=self.readies, pids=self.pid)
         finally:
             client.close()
+            self.start_over.set()
         return self.readies
 
     def pid(self, name: str) -> int | None:
@@ -217,8 +220,10 @@ class Supervisor:
             child.quick_failures = child.quick_failures + 1 if quick else 0
             delay = RESTART_BACKOFF_S[min(child.quick_failures, len(RESTART_BACKOFF_S)) - 1] if quick else 0.0
             child.next_start = now + delay
-            sys.stderr.write(f"rocky-relay: {child.name} exited with {proc.returncode}; "
-                             f"restarting in {delay:.1f} s (log: {self.log_dir / (child.name + '.log')})\n")
+            if proc.returncode != EXIT_START_FAILED or child.name in self.readies or self.start_over.is_set():
+                # (an actor that cannot start while `start` waits for it: `start` reports it once, with the reason)
+                sys.stderr.write(f"rocky-relay: {child.name} exited with {proc.returncode}; "
+                                 f"restarting in {delay:.1f} s (log: {self.log_dir / (child.name + '.log')})\n")
             if child.name != "proxy":  # with the proxy gone nobody would hear it: report once it is back
                 self._report_down(child, restart_in_s=delay)
         if child.process is None and now >= child.next_start and not self.stopping.is_set():
