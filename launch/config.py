@@ -123,8 +123,14 @@ class Config:
         """A config from plain data over the defaults, checked key by key (what a child process reads)."""
         plain = Config().to_dict()
         merge(plain, copy.deepcopy(data), origin, SECTIONS, ACTORS)  # a copy: the caller's lists stay its own
+        sections: dict[str, Any] = {}
+        for name, kind in SECTIONS.items():
+            try:  # a settings class may check its own values (__post_init__): its word, as a config error
+                sections[name] = kind(**plain[name])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{origin}: [{name}] {exc}") from exc
         return Config(bus=BusSettings(**plain["bus"]), security=SecuritySettings(**plain["security"]),
-                      sets=plain["sets"], sections={name: kind(**plain[name]) for name, kind in SECTIONS.items()})
+                      sets=plain["sets"], sections=sections)
 
 
 def default_config() -> Config:

@@ -89,3 +89,20 @@ def test_a_list_setting_on_the_command_line() -> None:
 def test_the_config_doc_writes_a_list_of_tables_as_toml_that_reads_back() -> None:
     value = [{"command": ["mcp-server-time", "--local-timezone=UTC"], "name": "time"}, {"odd key": True}]
     assert tomllib.loads(f"mcp = {toml_value(value)}")["mcp"] == value
+
+
+@dataclass
+class Checked:
+    level: int = 1
+    """Must be odd."""
+
+    def __post_init__(self) -> None:
+        if self.level % 2 == 0:
+            raise ValueError(f"level = {self.level}: must be odd")
+
+
+def test_a_settings_class_that_refuses_its_values_gives_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SECTIONS, "checked", Checked)
+    assert Config.from_dict({"checked": {"level": 3}}).section("checked") == Checked(level=3)
+    with pytest.raises(ConfigError, match=r"^t\.json: \[checked\] level = 4: must be odd$"):
+        Config.from_dict({"checked": {"level": 4}}, "t.json")
