@@ -65,3 +65,9 @@ def answer_language(heard: str, command: str = "espeak-ng") -> tuple[str, bool]:
     if espeak_voice_for(heard, command):
         return name_of(heard), True
     return "", False
+
+
+def reply_language(heard: str, command: str = "espeak-ng") -> str:
+    """The code a reply to `heard` is spoken in when it is not English: empty for English, and for a language
+    no voice speaks (that reply is the English ONLY_ENGLISH)."""
+    return "" if is_english(heard) or not espeak_voice_for(heard, command) else heard

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from actors.base import Actor, on
-from actors.languages import ONLY_ENGLISH, answer_language
+from actors.languages import ONLY_ENGLISH, answer_language, reply_language
 from actors.llm_backends import Generator, make_generator
 from actors.llm_commands import REPLIES, fixed_pieces, spoken_command
 from actors.llm_memory import ConversationMemory
@@ -238,13 +238,15 @@ class LlmActor(Actor):
         pieces: list[str] = []
         first_token_ms = 0.0
         cancelled = False
+        language = reply_language(msg.language)
         for piece in map(sayable, itertools.chain(ready, stream)):
             if not piece:
                 continue
             if not pieces:
                 first_token_ms = 1000.0 * (time.perf_counter() - arrived)
             if self.settings.streaming:
-                self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=len(pieces)))
+                self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=len(pieces),
+                                      language=language))
             pieces.append(piece)
             self.check_control()
             if self.is_cancelled(msg.session, msg.turn) or self.stopping:
@@ -252,7 +254,8 @@ class LlmActor(Actor):
                 break
         if not self.settings.streaming and not cancelled:  # sequential: the whole reply at once
             for index, piece in enumerate(pieces):
-                self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=index))
+                self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=index,
+                                      language=language))
         reply = "".join(pieces).strip()
         total_ms = 1000.0 * (time.perf_counter() - arrived)
         if not cancelled:
@@ -264,4 +267,4 @@ class LlmActor(Actor):
                              prompt_tokens=prompt_tokens,
                              first_token_ms=first_token_ms, total_ms=total_ms, cancelled=cancelled,
                              speculated=speculated, conversation_exchanges=exchanges,
-                             conversation_tokens=memory_tokens))
+                             conversation_tokens=memory_tokens, language=language))

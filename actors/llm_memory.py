@@ -120,8 +120,7 @@ class ConversationMemory:
             self.counter = generator
         memory = self._session(session)
         memory.exchanges.append((turn, user, reply.strip()))
-        while memory.exchanges and self._tokens(memory) > self.budget_tokens:
-            memory.fold(memory.exchanges.pop(0)[1])
+        self._fit(memory)
         self._save(session, memory)
 
     def replace(self, session: str, turn: int, reply: str) -> None:
@@ -148,6 +147,15 @@ class ConversationMemory:
         self._save(session, memory)
 
     # --- inside -----------------------------------------------------------------------
+    def _fit(self, memory: SessionMemory) -> None:
+        """Fold the oldest exchanges into the summary until all fits the budget; the summary itself keeps to
+        a quarter of it (its oldest words go first), so it never crowds out the exchanges."""
+        count = self.counter.count_tokens if self.counter else rough_tokens
+        while memory.exchanges and self._tokens(memory) > self.budget_tokens:
+            memory.fold(memory.exchanges.pop(0)[1])
+            while memory.summary_words and count(memory.summary()) > self.budget_tokens // 4:
+                memory.summary_words.pop(0)
+
     def _tokens(self, memory: SessionMemory) -> int:
         count = self.counter.count_tokens if self.counter else rough_tokens
         summary = memory.summary()
@@ -183,8 +191,7 @@ class ConversationMemory:
             log.warning("memory_file_unreadable", path=str(path), reason=str(exc))
             return SessionMemory()
         memory = SessionMemory(exchanges, words)
-        while memory.exchanges and self._tokens(memory) > self.budget_tokens:  # a smaller budget since
-            memory.fold(memory.exchanges.pop(0)[1])
+        self._fit(memory)  # the budget may be smaller since
         return memory
 
     def _save(self, session: str, memory: SessionMemory) -> None:

@@ -62,33 +62,34 @@ class PersonaActor(Actor):
                 min_chars=self.settings.min_clause_chars, first_clause_words=self.settings.first_clause_words)
             self._forget_old_turns()
         for clause in splitter.feed(msg.text):
-            self._say(msg.session, msg.turn, clause, last=False)
+            self._say(msg.session, msg.turn, clause, last=False, language=msg.language)
 
     @on(LlmDone)
     def _reply_done(self, msg: LlmDone, _payload: bytes) -> None:
         key = (msg.session, msg.turn)
         if not self.settings.streaming:
             if not msg.cancelled:
-                self._say(msg.session, msg.turn, msg.text.strip(), last=True)
+                self._say(msg.session, msg.turn, msg.text.strip(), last=True, language=msg.language)
                 self.said.pop(key, None)
             return
         splitter = self.splitters.pop(key, ClauseSplitter())
         if not msg.cancelled:
             rest = splitter.flush()
             for i, clause in enumerate(rest):
-                self._say(msg.session, msg.turn, clause, last=i == len(rest) - 1)
+                self._say(msg.session, msg.turn, clause, last=i == len(rest) - 1, language=msg.language)
             if not rest:  # close the turn downstream even when nothing is left to speak
-                self._say(msg.session, msg.turn, "", last=True)
+                self._say(msg.session, msg.turn, "", last=True, language=msg.language)
         self.said.pop(key, None)
 
-    def _say(self, session: str, turn: int, clause: str, last: bool) -> None:
+    def _say(self, session: str, turn: int, clause: str, last: bool, language: str = "") -> None:
         key = (session, turn)
-        text = self.transform(clause) if clause else ""
+        # Rocky's rules are English ones (dropping "a" would garble French "il a"): other languages pass as said.
+        text = (self.transform(clause) if not language else clause) if clause else ""
         index = self.said.get(key, 0)
         self.said[key] = index + 1
         while len(self.said) > 16:  # turns whose llm.done never came
             self.said.pop(next(iter(self.said)))
-        self.publish(Say(session=session, turn=turn, text=text, index=index, last=last))
+        self.publish(Say(session=session, turn=turn, text=text, index=index, last=last, language=language))
 
     def _forget_old_turns(self) -> None:
         # A turn whose llm.done was lost must not keep its splitter forever.

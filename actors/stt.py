@@ -19,6 +19,7 @@ import numpy as np
 
 from actors.base import Actor, on
 from actors.cpu import quiet_thread_pools, threads_for
+from actors.stt_languages import AUTO, check_language_setting, heard_language
 from audio.wav import is_silent
 from bus.messages import AudioFrame, CaptureEnd, Transcript, VadEvent
 
@@ -48,7 +49,10 @@ class SttSettings:
     """Decoding beam. With the short window decoding is cheap: on the answer set spoken by espeak-ng, 5
     made 26 word errors against greedy decoding's (1) 36, in the same time on 2 cores."""
     language: str = "en"
-    """Spoken language (tiny.en knows only English; base is multilingual)."""
+    """Spoken language, or auto: the recogniser says which of `languages` it heard, and Rocky answers in it
+    where a voice can (needs a multilingual model: base; tiny.en knows only English)."""
+    languages: str = "en,fr,es,de,it,pt,nl"
+    """With language = auto: the languages it may hear, a comma list (empty: any Whisper knows)."""
     threads: int = 0
     """CPU threads for CTranslate2; 0 takes the CPU plan's share (actors/cpu.py)."""
     fixed_text: str = "hello"
@@ -97,14 +101,21 @@ class WhisperRecognizer:
                             f"{self.threads} threads")
         self.model = model_class(str(path), device="cpu", compute_type=settings.compute_type,
                                  cpu_threads=self.threads, local_files_only=True)
+        check_language_setting(self.model, settings.language, settings.model)
+        self.heard_language = ""
+        """The language of the last transcription."""
         # The first call pays for lazy initialisation; do it now, not in the first turn.
         self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))
 
     def transcribe(self, audio: np.ndarray) -> str:
         short = self.settings.short_window
         self.model.window_frames = window_frames(len(audio)) if short else FULL_WINDOW_FRAMES
+        language = self.settings.language
+        if language == AUTO:
+            language = heard_language(self.model, audio, self.settings.languages)
+        self.heard_language = language
         segments, _info = self.model.transcribe(
-            audio, language=self.settings.language or None, beam_size=self.settings.beam_size,
+            audio, language=language or None, beam_size=self.settings.beam_size,
             condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
             max_new_tokens=max_new_tokens(len(audio)) if short else None)
         return " ".join(seg.text.strip() for seg in segments).strip()
@@ -158,6 +169,7 @@ class _TurnAudio:
     partial_text: str = ""
     partial_samples: int = 0
     """Audio the latest partial covered."""
+    partial_language: str = ""
     settled: bool = False
     """The latest partial was made after speech stopped and nothing was heard since."""
 
@@ -245,12 +257,12 @@ class SttActor(Actor):
             return
         pcm = audio.pcm()
         text, compute_ms = self._transcribe(pcm)
-        audio.partial_text, audio.partial_samples = text, len(pcm)
+        audio.partial_text, audio.partial_samples, audio.partial_language = text, len(pcm), self._heard()
         # Frames that came in meanwhile are still queued; VAD's next word decides whether this holds.
         audio.settled = settled and not audio.speaking
         self.publish(Transcript(session=about.session, turn=about.turn, text=text, final=False,
                                 audio_ms=1000.0 * len(pcm) / SAMPLE_RATE, compute_ms=compute_ms,
-                                settled=audio.settled))
+                                settled=audio.settled, language=audio.partial_language))
 
     def _transcribe(self, pcm: np.ndarray) -> tuple[str, float]:
         """The recogniser's text for int16 audio, and the milliseconds it took."""
@@ -258,6 +270,11 @@ class SttActor(Actor):
         started = time.perf_counter()
         text = self.recognizer.transcribe(pcm.astype(np.float32) / 32768.0)
         return text, 1000.0 * (time.perf_counter() - started)
+
+    def _heard(self) -> str:
+        """The language of the last transcription: what the recogniser detected (auto), else the setting."""
+        heard = str(getattr(self.recognizer, "heard_language", ""))
+        return heard or ("" if self.settings.language == AUTO else self.settings.language)
 
     def _finish(self, end: CaptureEnd, audio: _TurnAudio) -> None:
         pcm = audio.pcm()
@@ -271,10 +288,11 @@ class SttActor(Actor):
         # `settled` is cleared by any VAD news after the partial, so it alone says nothing followed.
         reuse = audio.settled and bool(audio.partial_text)
         text, compute_ms = (audio.partial_text, 0.0) if reuse else self._transcribe(pcm)
+        language = audio.partial_language if reuse else self._heard()
         if not text:
             self.fail_turn(end, "no words recognised in the recording")
             return
         self.log.info("transcribed", turn=end.turn, text=text, audio_ms=audio_ms, compute_ms=compute_ms,
                       reused_partial=reuse)
         self.publish(Transcript(session=end.session, turn=end.turn, text=text, final=True,
-                                audio_ms=audio_ms, compute_ms=compute_ms, reused_partial=reuse))
+                                audio_ms=audio_ms, compute_ms=compute_ms, reused_partial=reuse, language=language))

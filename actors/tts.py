@@ -21,6 +21,7 @@ import numpy as np
 
 from actors.base import Actor, on
 from actors.cpu import threads_for
+from actors.languages import espeak_voice_for
 from actors.tts_backends import EspeakSynthesizer, HttpSynthesizer
 from audio.effects import TurnEffects, check_effect
 from bus.messages import AudioChunk, Say
@@ -185,6 +186,8 @@ class TtsActor(Actor):
         self.chunk_index: dict[tuple[str, int], int] = {}
         check_effect(settings.effect)  # a misspelt effect fails the start, not every turn
         self.effects: TurnEffects | None = None
+        self.voices: dict[str, Synthesizer] = {}
+        """espeak-ng voices for replies in other languages, made when first needed."""
 
     def on_start(self) -> None:
         if self.synth is None:
@@ -204,14 +207,16 @@ class TtsActor(Actor):
                 self.effects.end(key)  # a turn id seen again starts its effect afresh
             while len(self.chunk_index) > 16:  # turns whose last clause never came
                 self.chunk_index.pop(next(iter(self.chunk_index)))
+        synth = self._voice_for(msg.language)
         if msg.text.strip():
             pieces: list[bytes] = []
-            for raw in self.synth.synthesize(msg.text):
+            for raw in synth.synthesize(msg.text):
                 self.check_control()
                 if self.is_cancelled(*key) or self.stopping:
                     self.chunk_index.pop(key, None)
                     return
-                for pcm in self._effected(key, raw):
+                # Rocky's voice effect is tuned to his own voice and its rate; another language's is left as it is.
+                for pcm in self._effected(key, raw) if synth is self.synth else (raw,):
                     if self.settings.streaming:
                         self._send(msg, pcm.tobytes(), last=False)
                     else:
@@ -223,6 +228,18 @@ class TtsActor(Actor):
             self.chunk_index.pop(key, None)
             if self.effects is not None:
                 self.effects.end(key)
+
+    def _voice_for(self, language: str) -> Synthesizer:
+        """The configured voice, or for a reply in another language espeak-ng's voice for it (the llm answers
+        in a language only when `espeak_voice_for` finds one, so the fallback to ours is for stray input)."""
+        assert self.synth is not None
+        voice = espeak_voice_for(language, self.settings.espeak_command) if language else ""
+        if not voice:
+            return self.synth
+        if voice not in self.voices:
+            self.voices[voice] = EspeakSynthesizer(self.settings.espeak_command, voice, self.settings.espeak_wpm,
+                                                   self.settings.espeak_timeout_s)
+        return self.voices[voice]
 
     def _effected(self, key: tuple[str, int], pcm: np.ndarray) -> Iterator[np.ndarray]:
         """`pcm` through the voice effect; a turn's first piece in two, so its opening goes out after the
@@ -248,4 +265,4 @@ class TtsActor(Actor):
         while len(self.chunk_index) > 16:  # turns whose last clause never came
             self.chunk_index.pop(next(iter(self.chunk_index)))
         self.publish(AudioChunk(session=say.session, turn=say.turn, index=index, clause=say.index,
-                                sample_rate=self.synth.sample_rate, last=last), pcm)
+                                sample_rate=self._voice_for(say.language).sample_rate, last=last), pcm)

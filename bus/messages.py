@@ -153,6 +153,8 @@ class LlmToken(Message):
     """The piece, exactly as generated (may start with a space)."""
     index: int
     """Position of the piece in the reply, from 0."""
+    language: str = ""
+    """The reply's language when it is not English (ISO 639-1: fr, es), so persona and TTS speak it right."""
 
 
 @message("llmdone", topic="llm.done")
@@ -175,6 +177,8 @@ class LlmDone(Message):
     speculated: bool = False
     """True when the reply was begun before the final transcript, on a settled partial with the same words
     (its tokens were held back until the final confirmed them)."""
+    language: str = ""
+    """The reply's language when it is not English (as `LlmToken.language`)."""
     conversation_exchanges: int = 0
     """Exchanges the session's conversation memory holds after this reply (a folded summary not counted)."""
     conversation_tokens: int = 0
@@ -192,6 +196,8 @@ class Say(Message):
     """Position of the clause in the reply, from 0."""
     last: bool = False
     """True on the reply's final clause."""
+    language: str = ""
+    """The clause's language when it is not English: TTS picks a voice that speaks it (actors/languages.py)."""
 
 
 # --- audio out ----------------------------------------------------------------------

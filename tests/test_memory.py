@@ -13,8 +13,8 @@ import pytest
 from actors.llm import LlmActor
 from actors.llm_backends import EchoGenerator
 from actors.llm_commands import REPLIES, spoken_command
-from actors.llm_memory import MAX_SUMMARY_WORDS, SUMMARY_HEAD, ConversationMemory
-from actors.llm_prompt import SUMMARY_QUESTION, Conversation
+from actors.llm_memory import MAX_SUMMARY_WORDS, STOPWORDS, SUMMARY_HEAD, ConversationMemory
+from actors.llm_prompt import SUMMARY_QUESTION, Conversation, words_of
 from actors.llm_settings import LlmSettings
 from bus.codec import encode, wire_topic
 from bus.messages import LlmDone, LlmToken, NewConversation, Transcript
@@ -37,19 +37,27 @@ class AskedGenerator(EchoGenerator):
         return super().stream(conversation)
 
 
+def key_words(question: str) -> set[str]:
+    return {w for w in words_of(question) if w not in STOPWORDS and len(w) > 2}
+
+
 def test_exchanges_beyond_the_budget_are_folded_into_a_summary_line() -> None:
-    memory = ConversationMemory(budget_tokens=30)
+    memory = ConversationMemory(budget_tokens=60)
     counter = EchoGenerator()
-    questions = ["Where is planet Erid?", "How hot is Erid's air?", "What fuel does the Hail Mary use?",
-                 "Why is Astrophage dangerous?", "Can you fix my bicycle chain?"]
+    questions = ["Where is planet Erid?", "How hot is the air there?", "What fuel does the Hail Mary use?",
+                 "Why is Astrophage dangerous?", "Can you fix my bicycle chain?", "What colour is Tau Ceti?",
+                 "How many crew were aboard?", "Who built the beetles?"]
     for i, question in enumerate(questions):
         memory.add("pi-1", question, f"Answer number {i} is short.", counter, turn=i)
     exchanges, tokens = memory.length("pi-1")
-    assert 0 < exchanges < len(questions) and tokens <= 30
-    assert memory.history("pi-1")[-1] == (questions[-1], "Answer number 4 is short.")
+    assert 0 < exchanges < len(questions) and tokens <= 60
+    assert memory.history("pi-1")[-1] == (questions[-1], "Answer number 7 is short.")
+    folded = questions[:len(questions) - exchanges]
     summary = memory.summary("pi-1")
-    assert summary.startswith(SUMMARY_HEAD)
-    assert "erid" in summary and "where" not in summary.split(), "key words kept, question words not"
+    assert summary.startswith(SUMMARY_HEAD) and counter.count_tokens(summary) <= 60 // 4
+    words = set(summary.removeprefix(SUMMARY_HEAD).strip(" .").split(", "))
+    assert words and words <= set().union(*map(key_words, folded)), "only the folded questions' key words"
+    assert key_words(folded[-1]) & words, "the newest folded question is in it"
     assert memory.history("other") == [] and memory.summary("other") == ""
     told = Conversation("Next?", tuple(memory.history("pi-1")), summary=summary)
     assert told.messages()[-2 * exchanges - 3]["content"] == SUMMARY_QUESTION, "the summary heads the history"
@@ -57,11 +65,12 @@ def test_exchanges_beyond_the_budget_are_folded_into_a_summary_line() -> None:
 
 
 def test_the_summary_stays_one_short_line() -> None:
-    memory = ConversationMemory(budget_tokens=12)
+    memory = ConversationMemory(budget_tokens=384)
     for i in range(200):
         memory.add("s", f"tell me about topic{i} and subject{i}", "ok", EchoGenerator(), turn=i)
+    first_kept = int(memory.history("s")[0][0].split("topic")[1].split()[0])
     words = memory.summary("s").removeprefix(SUMMARY_HEAD).split()
-    assert len(words) == MAX_SUMMARY_WORDS and words[-1] == "subject199."
+    assert len(words) == MAX_SUMMARY_WORDS and words[-1] == f"subject{first_kept - 1}."
 
 
 def test_memory_is_saved_per_session_privately_and_read_back(tmp_path: Path) -> None:
@@ -92,8 +101,8 @@ def test_a_damaged_or_foreign_file_costs_the_memory_not_the_turn(tmp_path: Path)
 
 
 def test_forget_that_drops_the_last_exchange_and_start_over_everything() -> None:
-    memory = ConversationMemory(budget_tokens=8)
-    for i in range(4):
+    memory = ConversationMemory(budget_tokens=40)
+    for i in range(16):
         memory.add("s", f"question{i} here", "fine", EchoGenerator(), turn=i)
     kept = memory.history("s")
     memory.forget("s", "last")
