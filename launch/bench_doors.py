@@ -155,6 +155,16 @@ DOORS: dict[str, Callable[[DoorsRun], float | None]] = {"terminal": terminal, "w
 BASELINE = "terminal"
 
 
+def browser(run: DoorsRun) -> float | None:
+    """The question said into the page in headless Chromium, through the web gateway (launch/bench_browser.py)."""
+    from launch.bench_browser import browser as through_the_page
+
+    return through_the_page(run)
+
+
+DOORS["browser"] = browser
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
