@@ -60,14 +60,21 @@ class ServerSettings:
 
 @dataclass
 class BusSettings:
+    """[bus]: where the proxy listens."""
+
     pub: str = BusAddress().pub_addr
+    """Publishers connect here (the proxy's XSUB side)."""
     sub: str = BusAddress().sub_addr
+    """Subscribers connect here (its XPUB side)."""
 
 
 @dataclass
 class SecuritySettings:
+    """[security]: the CURVE key store (empty keys_dir: none; a bus off loopback needs it)."""
+
     keys_dir: str = ""
     name: str = ""
+    """This satellite's key in the store (empty on the server)."""
 
 
 SECTIONS: dict[str, type] = {**SETTINGS, "satellite": SatelliteSettings, "server": ServerSettings}
@@ -77,7 +84,7 @@ SECTION_OF: dict[type, str] = {cls: name for name, cls in reversed(SECTIONS.item
 DEFAULT_SETS: dict[str, list[str]] = default_sets()
 ADDRESS_ENV = "ROCKY_RELAY_BUS"
 """host[:port] of the bus proxy, e.g. 192.168.1.20 (pub on port, sub on port+1)."""
-S = TypeVar("S")
+SettingsT = TypeVar("SettingsT")
 
 
 @dataclass
@@ -98,7 +105,7 @@ class Config:
     def server(self) -> ServerSettings:
         return self.of(ServerSettings)
 
-    def of(self, cls: type[S]) -> S:
+    def of(self, cls: type[SettingsT]) -> SettingsT:
         """The settings of the section whose class is `cls`, e.g. `config.of(LlmSettings).model`."""
         if cls not in SECTION_OF:
             raise ConfigError(f"no config section has the settings class {cls.__name__}")
