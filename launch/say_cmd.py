@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
     say = sub.add_parser("say", help="a typed turn through the bus: LLM, persona, TTS, player")
     say.add_argument("text", nargs="+")
     say.add_argument("--output", help="write the spoken reply to this WAV instead of the speaker")
+    say.add_argument("--new", action="store_true",
+                     help="start a new conversation: Rocky forgets this session's earlier exchanges first")
     add_set_options(say, "say")
     # More options of a typed turn go here (and into the Transcript cmd_say publishes).
     say.set_defaults(func=cmd_say)
@@ -44,7 +46,7 @@ def add_set_options(parser: argparse.ArgumentParser, command: str) -> None:
 
 def cmd_say(args: argparse.Namespace) -> int:
     from bus.codec import CodecError, encode
-    from bus.messages import Transcript
+    from bus.messages import NewConversation, Transcript
     from launch.attach import actor_set_for, find_running, load_command_config, wanted_roles
     from launch.turns import TurnDriver, record_wait_s
 
@@ -67,6 +69,8 @@ def cmd_say(args: argparse.Namespace) -> int:
                             link_timeout_s=config.satellite.link_timeout_s, source="typed",
                             wait_s=record_wait_s(config))
         try:
+            if args.new:  # on the socket the question takes: the llm forgets before it reads the question
+                driver.client.publish(NewConversation(session=args.session))
             record = driver.typed_turn(text, on_event=own_turn_events(driver, args.all_sessions))
         finally:
             driver.close()

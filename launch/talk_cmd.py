@@ -15,9 +15,19 @@ from launch.config import bus_address
 from launch.live_talk import ExtraKey
 from launch.say_cmd import add_set_options, attach_refused, own_turn_events, print_record
 
-EXTRA_KEYS: dict[str, ExtraKey] = {}
+
+def new_conversation(talk: Any) -> None:
+    """Forget this session's conversation (the llm does it; the session guard lets a satellite clear only its
+    own). Sent on the socket the next turn takes, so it arrives before that turn's words."""
+    from bus.messages import NewConversation
+
+    talk.driver.client.publish(NewConversation(session=talk.driver.session))
+    talk.screen.line("new conversation: Rocky forgets what was said before")
+
+
+EXTRA_KEYS: dict[str, ExtraKey] = {"n": ("new conversation", new_conversation)}
 """Keys beyond talk and quit that work while ready: key -> (what it does, shown in the prompt; the action,
-given the LiveTalk). A new conversation, say, is one entry here."""
+given the LiveTalk)."""
 
 
 def register(sub: Any) -> None:

@@ -199,4 +199,9 @@ def format_record(record: dict[str, Any]) -> str:
         value = record.get(key)
         if value is not None:
             lines.append(f"  {key:28s} {value:10.1f}")
+    exchanges, tokens = record.get("conversation_exchanges"), record.get("conversation_tokens")
+    if isinstance(exchanges, int) and isinstance(tokens, int):
+        heard = f", heard in {record['language']}" if record.get("language") not in (None, "", "en") else ""
+        lines.append(f"conversation: {exchanges} exchange{'s' * (exchanges != 1)} remembered ({tokens} tokens)"
+                     f"{heard}")
     return "\n".join(lines)
