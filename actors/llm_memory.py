@@ -138,6 +138,8 @@ class ConversationMemory:
     def forget(self, session: str, what: str = "all") -> None:
         """"last": drop the newest exchange ("forget that"); "all": a new conversation, summary and all."""
         memory = self._session(session)
+        if not memory.exchanges and not memory.summary_words:
+            return  # nothing to forget: no file is written for a session that never spoke
         if what == "last":
             if memory.exchanges:
                 memory.exchanges.pop()
