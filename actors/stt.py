@@ -101,7 +101,7 @@ class WhisperRecognizer:
                             f"{self.threads} threads")
         self.model = model_class(str(path), device="cpu", compute_type=settings.compute_type,
                                  cpu_threads=self.threads, local_files_only=True)
-        check_language_setting(self.model, settings.language, settings.model)
+        check_language_setting(self.model, settings.language, settings.model, settings.languages)
         self.heard_language = ""
         """The language of the last transcription."""
         # The first call pays for lazy initialisation; do it now, not in the first turn.

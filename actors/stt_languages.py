@@ -20,8 +20,15 @@ def allowed_languages(languages: str) -> set[str]:
     return {code.strip().lower() for code in languages.split(",") if code.strip()}
 
 
-def check_language_setting(model: Any, language: str, model_name: str) -> None:
-    """An English-only model cannot say which language it heard: refuse auto at start, naming the fix."""
+def check_language_setting(model: Any, language: str, model_name: str, languages: str = "") -> None:
+    """Refuse at start what would fail every turn: a code Whisper does not know, or auto with an English-only
+    model (which cannot say which language it heard), naming the fix."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES  # type: ignore[import-untyped]
+
+    unknown = sorted((({language} - {AUTO, ""}) | allowed_languages(languages)) - set(_LANGUAGE_CODES))
+    if unknown:
+        raise ValueError(f"stt.language/stt.languages: {', '.join(map(repr, unknown))} is not a language Whisper "
+                         "knows: use ISO 639-1 codes such as en, fr, es (or auto for stt.language)")
     if language == AUTO and not model.model.is_multilingual:
         raise ValueError(f"stt.language = \"auto\" needs a multilingual model, and {model_name or 'tiny.en'} "
                          "knows only English: set stt.model = \"base\" (rocky-relay models prepare assembles "

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -195,3 +196,16 @@ def test_auto_language_with_the_english_only_model_is_refused_at_start() -> None
 
     with pytest.raises(ValueError, match=r"multilingual model.*stt.model = \"base\""):
         WhisperRecognizer(SttSettings(language="auto"))
+
+
+@pytest.mark.parametrize(("language", "languages", "refused"), [
+    ("klingon", "", "'klingon'"), ("auto", "en,xx,fr", "'xx'"), ("auto", "en,fr,es", ""), ("fr", "", "")])
+def test_a_language_whisper_does_not_know_is_refused_at_start(language: str, languages: str, refused: str) -> None:
+    from actors.stt_languages import check_language_setting
+
+    multilingual = SimpleNamespace(model=SimpleNamespace(is_multilingual=True))
+    if refused:
+        with pytest.raises(ValueError, match=f"{refused} is not a language Whisper knows"):
+            check_language_setting(multilingual, language, "base", languages)
+    else:
+        check_language_setting(multilingual, language, "base", languages)
