@@ -30,7 +30,7 @@ from launch.supervisor import Supervisor
 
 SAMPLE = Path(__file__).resolve().parents[1] / "launch" / "samples" / "prompt-1s.wav"
 FAST = ["stt.backend=fixed", "stt.fixed_text=hello rocky", "llm.backend=echo", "tts.backend=tone",
-        "tts.sample_rate=16000", "web.port=0"]
+        "tts.sample_rate=16000", "web.port=0", "web.max_tabs=4"]
 
 
 @dataclass
@@ -236,9 +236,8 @@ def test_the_page_is_served_with_a_strict_policy_and_nothing_else_is(gateway: Ga
 
 
 def test_a_page_of_another_origin_may_not_open_a_socket(gateway: Gateway) -> None:
-    with pytest.raises(InvalidStatus) as refused:
-        with gateway.open(origin="http://evil.example"):
-            pass
+    with pytest.raises(InvalidStatus) as refused, gateway.open(origin="http://evil.example"):
+        pass
     assert refused.value.response.status_code == 403
 
 
@@ -257,3 +256,16 @@ def test_a_secure_gateway_refuses_a_socket_without_the_right_token(secure_gatewa
         assert events(ws, "hello")[0]["session"].startswith("web-")
     logs = "".join(p.read_text() for p in (secure_gateway.folder / "actors").glob("*.log"))
     assert "pairing token missing or wrong" in logs and token not in logs
+
+
+def test_tabs_past_the_limit_are_refused_and_a_silent_one_is_closed(gateway: Gateway) -> None:
+    with gateway.open() as silent, gateway.open() as b, gateway.open() as c, gateway.open() as d:
+        for ws in (b, c, d):
+            events(ws, "hello")
+        with pytest.raises(ConnectionClosed) as refused, gateway.open() as fifth:  # closed at once, hello or not
+            fifth.recv(timeout=10)
+        assert refused.value.rcvd is not None and refused.value.rcvd.code == 4429
+        with pytest.raises(ConnectionClosed) as dropped:  # it never answers a beat: gone after the link timeout
+            while True:
+                silent.recv(timeout=15)
+        assert dropped.value.rcvd is not None and dropped.value.rcvd.code == 4408

@@ -5,6 +5,7 @@
 
 const TOKEN_KEY = "rocky-relay-token";
 const LINK_TIMEOUT_MS = 3500;
+const SERVER_GONE = "the server's actors stopped answering";
 const $ = (id) => document.getElementById(id);
 const rocky = window.rocky = {  // what a person sees, and what the tests read
   state: "connecting", session: "", turn: 0, heard: "", reply: "", record: null, problem: "",
@@ -74,7 +75,10 @@ function onEvent(ev) {
       rocky.session = ev.session; $("session").textContent = ev.session; retryMs = 500;
       lastBeat = performance.now(); setState("ready"); break;
     case "beat": lastBeat = performance.now(); send({ type: "beat", seq: ev.seq }); break;
-    case "server": if (!ev.up) setState("error", "the server's actors stopped answering"); else setState("ready"); break;
+    case "server":
+      if (!ev.up) setState("error", SERVER_GONE);
+      else if (rocky.problem === SERVER_GONE) setState("ready");
+      break;
     case "turn": rocky.turn = ev.turn; break;
     case "released": if (holding) { holding = false; closeMic(); setState("thinking", ev.why); } break;
     case "transcript":
