@@ -11,6 +11,7 @@ queued data, also while a handler is busy, through `check_control()`.
 from __future__ import annotations
 
 import os
+import time
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -151,6 +152,21 @@ class Actor:
                 self._pending.remove(env)
                 return env
         return None
+
+    def wait_for(self, predicate: Callable[[Message], bool], timeout_s: float,
+                 give_up: Callable[[], bool] = lambda: False) -> Envelope | None:
+        """The first data message matching `predicate` (handled out of turn), waiting up to `timeout_s` while
+        control is handled and other data queued; None on timeout, on stopping, or once `give_up()` is true
+        (checked after each control message: an interrupt ends the wait at once)."""
+        deadline = time.monotonic() + timeout_s
+        while (found := self.take_pending(predicate)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stopping or give_up():
+                return None
+            env = self.bus.recv(timeout_ms=1000 * min(left, 0.1))
+            if env is not None and not self._control(env):
+                self._pending.append(env)
+        return found
 
     def starts_turn(self, msg: Message) -> bool:
         """Whether `msg` starts this actor's work on a new turn (see `admits`)."""

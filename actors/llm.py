@@ -15,7 +15,6 @@ holds what Rocky actually said: when playback is stopped, only the clauses
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from actors.llm_commands import REPLIES, fixed_pieces, spoken_command
 from actors.llm_memory import ConversationMemory
 from actors.llm_prompt import Conversation, sayable, words_of
 from actors.llm_settings import LlmSettings
+from actors.llm_tools import ToolBox
 from bus.messages import (
     Interrupt,
     LlmDone,
@@ -36,6 +36,8 @@ from bus.messages import (
     NewConversation,
     PlayerEvent,
     Say,
+    ToolCatalog,
+    ToolResult,
     Transcript,
     VadEvent,
 )
@@ -77,11 +79,24 @@ class LlmActor(Actor):
         self.clauses: dict[tuple[str, int], dict[int, str]] = {}
         """Spoken clauses of recent turns, to keep only what was played."""
         self.speculations: dict[tuple[str, int], Speculation] = {}
+        self.tools = ToolBox(settings.tools)
 
     def on_start(self) -> None:
         if self.generator is None:
             self.generator = make_generator(self.settings)
         self.memory.counter = self.generator
+        self.tools.start(self)
+
+    def on_idle(self) -> None:
+        self.tools.keep_warm(self)
+
+    @on(ToolCatalog)
+    def _catalogue(self, msg: ToolCatalog, _payload: bytes = b"") -> None:
+        self.tools.update(msg.tools)
+
+    @on(ToolResult)
+    def _late_result(self, msg: ToolResult, _payload: bytes = b"") -> None:
+        """A tool's answer after its call gave up waiting (actors/llm_tools.py): nobody is asking any more."""
 
     def backend(self) -> str:
         return self.generator.description if self.generator else self.settings.backend
@@ -132,13 +147,17 @@ class LlmActor(Actor):
         self.memory.forget(msg.session, msg.forget)
         self.log.info("conversation_forgotten", session=msg.session, forget=msg.forget)
 
+    def _needs_no_model(self, msg: Transcript) -> bool:
+        """A command ("start over") or a language no voice speaks: answered with a fixed line, not generated
+        (nor begun before the release)."""
+        return spoken_command(msg.text) is not None or not answer_language(msg.language)[1]
+
     def _fixed_reply(self, msg: Transcript) -> bool:
         """Answer without the model when `msg` is a spoken command ("start over") or in a language no voice
         here speaks; True when it was answered so."""
-        command = spoken_command(msg.text)
-        _language, speakable = answer_language(msg.language)
-        if command is None and speakable:
+        if not self._needs_no_model(msg):
             return False
+        command = spoken_command(msg.text)
         if command is not None:
             self.memory.forget(msg.session, command)
         reply = REPLIES[command] if command is not None else ONLY_ENGLISH
@@ -155,7 +174,8 @@ class LlmActor(Actor):
     # --- work before release -------------------------------------------------------------
     def _conversation(self, msg: Transcript) -> Conversation:
         return Conversation(msg.text.strip(), tuple(self.memory.history(msg.session)), self.settings.style,
-                            summary=self.memory.summary(msg.session), language=answer_language(msg.language)[0])
+                            summary=self.memory.summary(msg.session), language=answer_language(msg.language)[0],
+                            tools=self.tools.schemas())
 
     def _newer_news(self, msg: Transcript) -> bool:
         """Work on `msg` should stop: a later transcript of its turn with other words or VAD hearing speech
@@ -175,7 +195,7 @@ class LlmActor(Actor):
     def _before_release(self, partial: Transcript) -> None:
         assert self.generator is not None
         key = (partial.session, partial.turn)
-        if len(partial.text) > MAX_TRANSCRIPT_CHARS or self._newer_news(partial):
+        if len(partial.text) > MAX_TRANSCRIPT_CHARS or self._needs_no_model(partial) or self._newer_news(partial):
             return
         conversation = self._conversation(partial)
         if not partial.settled:
@@ -239,7 +259,7 @@ class LlmActor(Actor):
         first_token_ms = 0.0
         cancelled = False
         language = reply_language(msg.language)
-        for piece in map(sayable, itertools.chain(ready, stream)):
+        for piece in map(sayable, self.tools.turn(self, msg, ready, stream)):
             if not piece:
                 continue
             if not pieces:
@@ -252,6 +272,7 @@ class LlmActor(Actor):
             if self.is_cancelled(msg.session, msg.turn) or self.stopping:
                 cancelled = True
                 break
+        cancelled = cancelled or self.is_cancelled(msg.session, msg.turn)  # e.g. during a tool call
         if not self.settings.streaming and not cancelled:  # sequential: the whole reply at once
             for index, piece in enumerate(pieces):
                 self.publish(LlmToken(session=msg.session, turn=msg.turn, text=piece, index=index,

@@ -57,8 +57,13 @@ class LlamaCppGenerator:
         for _ in self.stream(Conversation("Hi.", style=settings.style)):
             break
 
+    takes_reply_prefix = True
+    """The rendered prompt can end inside the reply (`Conversation.reply_prefix`): a tool call's opening."""
+
     def render(self, conversation: Conversation) -> str:
-        return self.template.render(conversation.messages()) if self.template else conversation.transcript()
+        if self.template is None:  # a base model: no tools, no reply prefix
+            return conversation.transcript()
+        return self.template.render(conversation.messages(), list(conversation.tools)) + conversation.reply_prefix
 
     def fit_threads(self) -> None:
         """Use only the cores other runnable work leaves free (see actors/cpu.py), before the next step."""
@@ -114,8 +119,8 @@ class ChatTemplate:
             return str(llm._model.token_get_text(token)) if token >= 0 else ""
         return cls(template, text(llm.token_bos()), text(llm.token_eos()))
 
-    def render(self, messages: list[dict[str, str]]) -> str:
-        return str(self.formatter(messages=cast(Any, messages)).prompt)
+    def render(self, messages: list[dict[str, str]], tools: list[dict[str, Any]] | None = None) -> str:
+        return str(self.formatter(messages=cast(Any, messages), tools=cast(Any, tools or None)).prompt)
 
 
 class EchoGenerator:

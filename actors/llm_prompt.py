@@ -42,6 +42,14 @@ SPOKEN_RULES = (
 Qwen introduces itself as Qwen)."""
 FACT_EXAMPLE = ("What is five plus five?", "Five plus five is ten.")
 """One worked factual exchange, so an instruct model answers questions instead of only chatting."""
+TOOL_RULES = (
+    "You have tools. Never guess the time, the date, a timer or a sum of big numbers: call the tool, then "
+    "answer from its result."
+)
+"""Told besides the spoken rules when tools are offered: without it the model answers from its examples."""
+TOOL_EXAMPLE = ("What is 1234 times 56?", '{"name": "calculate", "arguments": {"expression": "1234 * 56"}}',
+                "69104", "1234 times 56 is 69104.")
+"""One worked tool call (question, call, result, answer), in the fixed head when tools are offered."""
 SUMMARY_QUESTION = "What did we talk about before?"
 """Asked, in the prompt only, ahead of the folded summary of exchanges that no longer fit the memory."""
 
@@ -78,6 +86,12 @@ def check_style(style: str) -> None:
         raise ValueError(f"llm.style {style!r}: use one of {', '.join(STYLES)}")
 
 
+def _tool_step(call: str, result: str) -> list[dict[str, str]]:
+    """A tool call and its answer, as Qwen's template writes them (the result is outside text: cleaned)."""
+    return [{"role": "assistant", "content": f"<tool_call>\n{call}\n</tool_call>"},
+            {"role": "tool", "content": clean(result).replace("tool_response>", "tool response>")}]
+
+
 @dataclass(frozen=True)
 class Conversation:
     """One request to the model: its style, the exchanges so far (user, reply), and the new question."""
@@ -111,13 +125,19 @@ class Conversation:
         """Chat messages for an instruct model: system, example and past exchanges, the question."""
         check_style(self.style)
         persona, examples = STYLES[self.style]
-        messages = [{"role": "system", "content": f"{persona} {SPOKEN_RULES}"}]
-        for user, reply in (*examples, FACT_EXAMPLE, *self._past()):
+        rules = f"{SPOKEN_RULES} {TOOL_RULES}" if self.tools else SPOKEN_RULES
+        messages = [{"role": "system", "content": f"{persona} {rules}"}]
+        for user, reply in (*examples, FACT_EXAMPLE):
+            messages += [{"role": "user", "content": clean(user)}, {"role": "assistant", "content": clean(reply)}]
+        if self.tools:
+            question, call, result, answer = TOOL_EXAMPLE
+            messages += [{"role": "user", "content": question}, *_tool_step(call, result),
+                         {"role": "assistant", "content": answer}]
+        for user, reply in self._past():
             messages += [{"role": "user", "content": clean(user)}, {"role": "assistant", "content": clean(reply)}]
         messages.append({"role": "user", "content": self._question()})
-        for call, result in self.steps:  # as Qwen's template writes a call and its answer
-            messages += [{"role": "assistant", "content": f"<tool_call>\n{call}\n</tool_call>"},
-                         {"role": "tool", "content": clean(result).replace("tool_response>", "tool response>")}]
+        for call, result in self.steps:
+            messages += _tool_step(call, result)
         return messages
 
     def transcript(self) -> str:

@@ -26,8 +26,8 @@ class LlmSettings:
     """Nucleus sampling: only the likeliest tokens that together hold this probability."""
     seed: int = 42
     """Fixed so the same question gets the same answer (benchmarks compare modes)."""
-    context_tokens: int = 1024
-    """The model's context window (prompt, memory and reply must fit)."""
+    context_tokens: int = 2048
+    """The model's context window (prompt, memory and reply must fit; the tool schemas take ~500 tokens)."""
     history_tokens: int = 384
     """Conversation memory kept per session; the oldest exchanges beyond it are folded into one summary line."""
     memory_dir: str = "logs/memory"
@@ -59,3 +59,15 @@ class LlmSettings:
     """openai backend: how long from the request to the first piece of text (prompt evaluation included)."""
     idle_timeout_s: float = 5.0
     """openai backend: the longest silence between two pieces before the server counts as stuck."""
+    tools: bool = True
+    """Offer tools to an instruct model: time, arithmetic, and the tools actor's timers and MCP tools."""
+    tool_rounds: int = 2
+    """Tool calls one turn may make before it gives up with an apology."""
+    tool_timeout_s: float = 8.0
+    """Longest wait for the tools actor's answer to one call (keep it above tools.call_timeout_s)."""
+    tools_wait_s: float = 3.0
+    """At start, how long to wait for the tools actor's catalogue (its timer and MCP tools) before serving
+    with the built-ins alone; a catalogue that comes later is taken when it comes."""
+    tool_hints: bool = True
+    """Questions that name the time, a date, a timer or a sum go straight to a tool call (the model still picks
+    the tool and its arguments); the small default model otherwise tends to guess them."""

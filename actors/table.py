@@ -25,6 +25,7 @@ from actors.mic import MicSettings
 from actors.persona import PersonaSettings
 from actors.player import PlayerSettings
 from actors.stt import SttSettings
+from actors.tools import ToolsSettings
 from actors.tts import TtsSettings
 from actors.vad import VadSettings
 from actors.web_settings import SESSION_PREFIX as WEB_SESSION
@@ -44,6 +45,11 @@ from bus.messages import (
     NewConversation,
     PlayerEvent,
     Say,
+    ToolCall,
+    ToolCatalog,
+    ToolCatalogAsk,
+    ToolResult,
+    ToolUsed,
     Transcript,
     TurnError,
     TurnRecord,
@@ -96,7 +102,7 @@ def _spoken(t: TurnTimeline) -> bool:
 ACTORS: tuple[ActorSpec, ...] = (
     # First: it records every turn, so it starts before the actors whose news it records.
     ActorSpec("logger", "actors.logger:LoggerActor", LoggerSettings, (ButtonEvent, CaptureEnd, Transcript,
-              LlmToken, LlmDone, Say, AudioChunk, PlayerEvent, TurnError, TurnRecord, Audible), (TurnRecord,),
+              LlmToken, LlmDone, ToolUsed, Say, AudioChunk, PlayerEvent, TurnError, TurnRecord, Audible), (TurnRecord,),
               "server", sets=("local", "server", "typed", "wyoming"), watches_link=True),
     ActorSpec("mic", "actors.mic:MicActor", MicSettings, (ButtonEvent,), (AudioFrame, CaptureEnd), "edge",
               sets=("local", "pi"), waited_on=lambda t: _spoken(t) and t.capture_ms is None),
@@ -105,8 +111,13 @@ ACTORS: tuple[ActorSpec, ...] = (
     ActorSpec("stt", "actors.stt:SttActor", SttSettings, (AudioFrame, VadEvent, CaptureEnd), (Transcript,),
               "server", replicable=True, sets=("local", "server", "wyoming"),
               waited_on=lambda t: _spoken(t) and t.transcript is None),
-    ActorSpec("llm", "actors.llm:LlmActor", LlmSettings, (Transcript, VadEvent, Say, PlayerEvent, NewConversation),
-              (LlmToken, LlmDone), "server", replicable=True, sets=("local", "server", "typed", "wyoming"),
+    # Before the llm, so its catalogue is there when the llm asks; it owns the timers, so one rings even
+    # while the llm restarts.
+    ActorSpec("tools", "actors.tools:ToolsActor", ToolsSettings, (ToolCall, ToolCatalogAsk),
+              (ToolResult, ToolCatalog, ToolUsed, Say), "server", sets=("local", "server", "typed")),
+    ActorSpec("llm", "actors.llm:LlmActor", LlmSettings, (Transcript, VadEvent, Say, PlayerEvent, NewConversation,
+              ToolCatalog, ToolResult), (LlmToken, LlmDone, ToolCall, ToolCatalogAsk, ToolUsed), "server",
+              replicable=True, sets=("local", "server", "typed", "wyoming"),
               waited_on=lambda t: t.llm_done is None),
     ActorSpec("persona", "actors.persona:PersonaActor", PersonaSettings, (LlmToken, LlmDone), (Say,), "server",
               replicable=True, sets=("local", "server", "typed", "wyoming"), waited_on=lambda t: not t.said_last),

@@ -25,6 +25,7 @@ from bus.messages import (
     Message,
     PlayerEvent,
     Say,
+    ToolUsed,
     Transcript,
     TurnError,
 )
@@ -38,6 +39,8 @@ TIMING_FIELDS = (
 """Every record has these keys (None where a stage did not happen, e.g. no press in a typed turn)."""
 MIN_RATE = 4000
 """The lowest sample rate counted as audio for the player's deadline."""
+MAX_TOOLS = 16
+"""Tool calls kept in one record (the llm makes at most llm.tool_rounds)."""
 PROBE_FIELDS = ("first_audible_at", "release_to_first_audible_ms")
 """Also in every record, but set only when an `audible` probe records the output device."""
 
@@ -80,6 +83,7 @@ class TurnTimeline:
     silenced: float | None = None
     played_at_stop_ms: float | None = None
     error: TurnError | None = None
+    tools: list[ToolUsed] = field(default_factory=list)
     transit_ms: list[float] = field(default_factory=list)
     last_activity: float = 0.0
     audio_s: float = 0.0
@@ -128,6 +132,8 @@ class TurnTimeline:
             self.interrupt = self.interrupt or msg.ts
         elif isinstance(msg, TurnError) and self.error is None:
             self.error = msg
+        elif isinstance(msg, ToolUsed) and len(self.tools) < MAX_TOOLS:
+            self.tools.append(msg)
 
     def waits_on(self, actor: str) -> bool:
         """Whether this open turn still needs `actor` (a crash of it means the turn cannot finish): its
@@ -138,6 +144,11 @@ class TurnTimeline:
             return True  # anything in flight may have been lost with it
         spec = spec_of(actor)
         return bool(spec and spec.waited_on and spec.waited_on(self))
+
+    @property
+    def unasked(self) -> bool:
+        """A turn the server began itself: a timer ringing."""
+        return any(u.by == "timers" for u in self.tools)
 
     @property
     def complete(self) -> bool:
@@ -157,7 +168,7 @@ class TurnTimeline:
             "turn": self.turn,
             "started": _started(self.turn),
             "status": status,
-            "source": t.source if t else ("speech" if self.press else "unknown"),
+            "source": t.source if t else ("speech" if self.press else "timer" if self.unasked else "unknown"),
             "text_in": t.text if t else "",
             "language": t.language if t else "",
             "text_out": done.text if done else "",
@@ -192,6 +203,9 @@ class TurnTimeline:
             "interrupt_to_silence_ms": _ms(self.silenced, self.interrupt),
             "played_at_stop_ms": self.played_at_stop_ms,
             "error": {"stage": self.error.stage, "reason": self.error.reason} if self.error else None,
+            "tools": [{"name": u.name, "args": u.arguments, "result": u.result, "ok": u.ok, "ms": round(u.ms, 1),
+                       "by": u.by} for u in self.tools],
+            "tool_ms": round(sum(u.ms for u in self.tools), 1) if self.tools else None,
             "backends": dict(backends),
         }
         return rec

@@ -36,6 +36,7 @@ _VALUES: dict[Any, tuple[Any, Any]] = {
     list[str]: (["a"], ["b"]),
     list[int]: ([1], [2]),
     dict[str, Any]: ({"k": 1}, {"k": 2}),
+    list[dict[str, Any]]: ([{"k": 1}], [{"k": 2}]),
 }
 
 

@@ -32,6 +32,7 @@ from actors.persona import PersonaActor, PersonaSettings
 from actors.player import PlayerActor, PlayerSettings
 from actors.stt import FixedRecognizer, SttActor, SttSettings
 from actors.table import ACTORS, BY_NAME
+from actors.tools import ToolsActor, ToolsSettings
 from actors.tts import TtsActor, TtsSettings
 from actors.vad import VadActor, VadSettings
 from audio.wav import load_pcm16_mono
@@ -49,6 +50,8 @@ from bus.messages import (
     PlayerEvent,
     Ready,
     Say,
+    ToolCall,
+    ToolResult,
     Transcript,
     TurnError,
     TurnRecord,
@@ -121,6 +124,8 @@ CASES = [
                        (AudioChunk(turn=VALID, index=1, sample_rate=16000, last=True), b"")],
               [PlayerEvent, PlayerEvent], lambda a: sizes(a, "clause_ends"),
               {"clause": st.integers(-(2**63), 2**64 - 1), "sample_rate": st.integers(-(2**63), 2**64 - 1)}),
+    ActorCase("tools", lambda _a, t: ToolsActor(ToolsSettings(timers_path=str(t / "timers.json"))),
+              lambda: [ToolCall(turn=VALID, call_id=1, name="timer_left")], [ToolResult]),
     ActorCase("logger", lambda _a, t: LoggerActor(LoggerSettings(path=str(t / "turns.jsonl"))),
               lambda: [ButtonEvent(turn=VALID, pressed=True), Transcript(turn=VALID, text="hi"),
                        PlayerEvent(turn=VALID, state="finished")], [TurnRecord]),
@@ -146,6 +151,8 @@ BY_TYPE: dict[Any, st.SearchStrategy[Any]] = {
     str: TEXT, int: INT, float: st.floats() | st.sampled_from([math.nan, math.inf, -math.inf, 1e308]),
     bool: st.booleans(), list[str]: st.lists(TEXT, max_size=3), list[int]: st.lists(INT, max_size=3),
     dict[str, Any]: st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5) | st.none(), max_size=3),
+    list[dict[str, Any]]: st.lists(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5)
+                                                   | st.none(), max_size=3), max_size=3),
 }
 COMMON = {"session": st.sampled_from(["local", "", "pi-2", "s" * 300]) | st.text(max_size=6),
           "turn": st.sampled_from([TURN, TURN + 1, 0, -1, 2**63 - 1]) | INT,

@@ -64,7 +64,8 @@ def test_random_frame_lists(frames: list[bytes]) -> None:
 
 
 def _example(cls: type[Any]) -> Any:
-    firsts = {str: "x", int: 7, float: 1.5, bool: True, list[str]: ["a"], list[int]: [1], dict[str, Any]: {"k": 1}}
+    firsts = {str: "x", int: 7, float: 1.5, bool: True, list[str]: ["a"], list[int]: [1], dict[str, Any]: {"k": 1},
+              list[dict[str, Any]]: [{"k": 1}]}
     hints = typing.get_type_hints(cls)
 
     def first(kind: Any) -> Any:
@@ -76,7 +77,7 @@ def _example(cls: type[Any]) -> Any:
 WRONG: dict[Any, list[Any]] = {
     str: [7, b"x", None, ["x"]], int: ["7", 1.5, True, None, [1]], float: ["1", True, None, b"\0"],
     bool: [1, 0, "true", None], list[str]: ["a", [1], [b"a"], {"a": 1}], list[int]: [1, ["1"], [1.5], [True]],
-    dict[str, Any]: [["k"], "k", 5]}
+    dict[str, Any]: [["k"], "k", 5], list[dict[str, Any]]: [{"k": 1}, ["k"], [{1: 2}]]}
 
 
 @st.composite

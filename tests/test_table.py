@@ -50,7 +50,7 @@ def test_config_builder_and_sets_come_from_the_table() -> None:
     sets = default_sets()
     assert sets["pi"] == ["mic", "player", "button", "leds"]
     assert all(sets[name][0] == "proxy" for name in ("local", "server", "typed"))
-    assert set(sets["local"]) == {"proxy", "logger", "mic", "vad", "stt", "llm", "persona", "tts", "player"}
+    assert set(sets["local"]) == {"proxy", "logger", "mic", "vad", "stt", "tools", "llm", "persona", "tts", "player"}
 
 
 def test_a_replica_has_its_actors_row() -> None:
