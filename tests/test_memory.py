@@ -168,3 +168,13 @@ def test_a_satellite_may_clear_only_its_own_conversation() -> None:
     theirs, mine = NewConversation(session="kitchen"), NewConversation(session="hall", forget="last")
     assert "not 'hall'" in refusal("hall", encode(theirs, topic=wire_topic(theirs)))
     assert refusal("hall", encode(mine, topic=wire_topic(mine))) == ""
+
+
+def test_a_command_is_not_begun_on_the_model_before_the_release(bus_address: BusAddress) -> None:
+    generator = AskedGenerator()
+    actor = LlmActor(LlmSettings(backend="echo", speculate=True, memory_dir=""), generator)
+    with actor_on_bus(actor, bus_address, listen=["llm.done"]) as client:
+        client.publish(Transcript(turn=TURN, text="Start over", final=False, settled=True))
+        client.publish(Transcript(turn=TURN, text="Start over."))
+        (done,) = of_type(expect_exactly(client, [LlmDone], WAIT_S), LlmDone)
+    assert done.text == REPLIES["all"] and generator.asked == []
