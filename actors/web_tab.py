@@ -14,6 +14,7 @@ shortest recent round trip from the moment the report arrived, never earlier tha
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -46,6 +47,9 @@ MAX_AUDIO_MESSAGE = 32000
 MAX_AGO_MS = 10_000.0
 REALTIME_SLACK_S = 1.0
 """A page may send its audio at most this far ahead of real time (what it buffered before the press)."""
+TEXT_PER_S, AUDIO_PER_S = 20.0, 100.0
+"""Frames a page may send a second (twice that in a burst); it sends ~2 text and 25 audio frames a second.
+One tab's flood must not spend the gateway's budget at the bus proxy, which all tabs share."""
 RECORD_FIELDS = ("status", "text_in", "spoken_text", "release_to_first_audio_ms", "press_to_first_audio_ms",
                  "capture_ms", "stt_ms", "llm_first_token_ms", "persona_ms", "tts_first_chunk_ms",
                  "interrupt_to_silence_ms", "stt_reused_partial", "llm_speculated", "error")
@@ -71,6 +75,21 @@ def _number(data: dict[str, Any], key: str, low: float, high: float) -> float:
     return float(value)
 
 
+class Budget:
+    """A token bucket: `per_s` a second, up to twice that saved."""
+
+    def __init__(self, per_s: float) -> None:
+        self.per_s, self.left, self.at = per_s, 2 * per_s, time.monotonic()
+
+    def take(self) -> bool:
+        t = time.monotonic()
+        self.left, self.at = min(2 * self.per_s, self.left + (t - self.at) * self.per_s), t
+        if self.left < 1:
+            return False
+        self.left -= 1
+        return True
+
+
 class Tab:
     def __init__(self, session: str, bus: Publisher, to_page: ToPage, settings: WebSettings, peer: str = "") -> None:
         self.session = session
@@ -79,6 +98,7 @@ class Tab:
         self.settings = settings
         self.host = f"browser {peer}".strip()
         self.drops = DropLog(f"web {session}")
+        self.text_budget, self.audio_budget = Budget(TEXT_PER_S), Budget(AUDIO_PER_S)
         self.turn = 0
         self.turn_open = False
         """From a press until its record or error: a press now interrupts it."""
@@ -100,6 +120,8 @@ class Tab:
     # --- the page ---------------------------------------------------------------------
     def from_page_text(self, text: str) -> None:
         try:
+            if not self.text_budget.take():
+                raise PageError(f"more than {TEXT_PER_S:g} text frames a second")
             data = json.loads(text)
             if not isinstance(data, dict):
                 raise PageError("a text frame must be a JSON object")
@@ -114,6 +136,8 @@ class Tab:
 
     def from_page_audio(self, data: bytes) -> None:
         try:
+            if not self.audio_budget.take():
+                raise PageError(f"more than {AUDIO_PER_S:g} audio frames a second")
             self._audio(data)
         except PageError as exc:
             self.drops.dropped(str(exc), "page.audio", 1)
@@ -190,6 +214,7 @@ class Tab:
         if not self._reported_turn(data) or not self.started_sent or not self.last_chunk_seen:
             raise PageError("playback end of a turn that is not playing, or before its last chunk")
         self.first_chunk_at = None  # reported once
+        self.turn_open = False  # played to its end: a press now starts a turn, it interrupts nothing
         self.bus.publish(PlayerEvent(session=self.session, turn=self.turn, state="finished", ts=at,
                                      audio_ms=played, device=DEVICE))
 

@@ -269,3 +269,19 @@ def test_tabs_past_the_limit_are_refused_and_a_silent_one_is_closed(gateway: Gat
             while True:
                 silent.recv(timeout=15)
         assert dropped.value.rcvd is not None and dropped.value.rcvd.code == 4408
+
+
+def test_a_flooding_tab_is_held_to_its_budget_and_stays_connected(gateway: Gateway) -> None:
+    with gateway.open() as ws:
+        session = events(ws, "hello")[0]["session"]
+        for _ in range(300):
+            ws.send(json.dumps({"type": "beat", "seq": 1}))
+            ws.send(b"\x00\x00")
+        frame = ws.recv(timeout=10)  # the next beat still comes: the tab was not closed
+        assert json.loads(frame)["type"] == "beat"
+    wait_for_log(gateway, f'"web {session}", "count"')  # the burst's summary, written when the tab closed
+    log = (gateway.folder / "actors" / "web.log").read_text()
+    [summary] = [json.loads(line) for line in log.splitlines()
+                 if '"bad_frames_dropped"' in line and f'"web {session}"' in line]
+    # 300 audio frames (the button is up, or past the budget) and all text frames past the budget
+    assert summary["total"] >= 500 and summary["last_reason"].endswith("frames a second"), summary
