@@ -24,7 +24,7 @@ from actors.wyoming_settings import SESSION_PREFIX, WyomingSettings
 from actors.wyoming_turns import Door, Gate
 from bus.codec import Envelope
 from bus.handshake import prove_path
-from bus.messages import AudioChunk, LlmDone, Message, Ping, Ready, Say, Transcript, TurnError
+from bus.messages import AudioChunk, Interrupt, LlmDone, Message, Ping, Ready, Say, Transcript, TurnError
 from bus.sockets import BusAddress, BusClient
 
 START_TIMEOUT_S = 20.0
@@ -47,6 +47,9 @@ def lan_address() -> str:
 
 class WyomingActor(Actor):
     name: ClassVar[str] = "wyoming"
+    # Every message of an interrupted turn too: its TurnError (the logger's, after a stall) must reach the
+    # client waiting on it, and the interrupt itself is news for it (`on_interrupt`).
+    delivered_when_cancelled = (Transcript, Say, AudioChunk, LlmDone, TurnError)
 
     def __init__(self, settings: WyomingSettings) -> None:
         super().__init__()
@@ -85,6 +88,10 @@ class WyomingActor(Actor):
     def _news(self, msg: Message, payload: bytes) -> None:
         if self.gate is not None and msg.session.startswith(SESSION_PREFIX):
             self.gate.deliver(msg, payload)
+
+    def on_interrupt(self, msg: Interrupt) -> None:
+        if self.gate is not None and msg.session.startswith(SESSION_PREFIX):
+            self.gate.deliver(msg, b"")
 
     def on_control(self, env: Envelope) -> None:
         if isinstance(env.msg, Ready) and self.gate is not None:  # what `info` names as our models

@@ -58,6 +58,8 @@ class WyomingHandler(AsyncEventHandler):
         self.streaming: tuple[TurnWatch, asyncio.Task[None]] | None = None
         self.text_buffer = ""
         self.says = 0
+        self.claimed = False
+        """The streamed text is a held reply's: its audio plays, the text needs no synthesis."""
         self.current: TurnWatch | None = None
         """The turn this connection is in the middle of: cancelled if the client goes."""
 
@@ -101,6 +103,7 @@ class WyomingHandler(AsyncEventHandler):
             self.gate.publish(Interrupt(session=watch.session, turn=watch.turn, reason="wyoming client left"))
             self.gate.played(watch, "stopped")
             self.gate.close(watch)
+            self.door.unhold(watch)
         if self.streaming is not None:
             self.streaming[1].cancel()
 
@@ -117,14 +120,13 @@ class WyomingHandler(AsyncEventHandler):
         elif kind == "synthesize-start":
             watch = self._begin(f"wyoming-tts-{next(_numbers)}")
             self.streaming, self.says, self.text_buffer = (watch, asyncio.create_task(self._play(watch))), 0, ""
-        elif kind == "synthesize-chunk" and self.streaming is not None:
-            self.text_buffer += text_of(event)
-            *done, self.text_buffer = re.split(r"(?<=[.!?;:])\s+", self.text_buffer)
-            for piece in done:
-                self._say(self.streaming[0], piece, last=False)
+            self.claimed = False
+        elif kind == "synthesize-chunk" and self.streaming is not None and not self.claimed:
+            self._stream_text(self.streaming[0], text_of(event))
         elif kind == "synthesize-stop" and self.streaming is not None:
             watch, task = self.streaming
-            self._say(watch, self.text_buffer, last=True)
+            if not self.claimed:
+                self._say(watch, self.text_buffer, last=True)
             await task
             self.streaming = None
             await self.write_event(SynthesizeStopped().event())
@@ -192,6 +194,21 @@ class WyomingHandler(AsyncEventHandler):
         self._end(watch)
 
     # --- text to speech ---------------------------------------------------------------------
+    def _stream_text(self, watch: TurnWatch, text: str) -> None:
+        """Streamed text: our own reply streaming back (Home Assistant pipes `handled-chunk`s into the TTS)
+        takes that reply's audio, already being made; other text is spoken a sentence at a time."""
+        self.text_buffer += text
+        if self.says == 0 and (held := self.door.claim(self.text_buffer, prefix=True)) is not None:
+            assert self.streaming is not None
+            self.streaming[1].cancel()
+            self.gate.close(watch)  # nothing was published for it: no record
+            self.current, self.claimed = held, True
+            self.streaming = held, asyncio.create_task(self._play(held))
+            return
+        *done, self.text_buffer = re.split(r"(?<=[.!?;:])\s+", self.text_buffer)
+        for piece in done:
+            self._say(watch, piece, last=False)
+
     def _say(self, watch: TurnWatch, text: str, last: bool) -> None:
         self.gate.publish(Say(session=watch.session, turn=watch.turn, text=text.strip(), index=self.says, last=last))
         self.says += 1
@@ -238,6 +255,7 @@ class WyomingHandler(AsyncEventHandler):
         conversation = str(context.get("conversation_id") or f"rocky-{uuid.uuid4().hex[:16]}")
         reply_context = {**context, "conversation_id": conversation}
         watch = self._begin(conversation_session(conversation))
+        self.door.held.append(watch)  # from its first clause: a streaming TTS request may come for it
         started = time.monotonic()
         self.gate.publish(Transcript(session=watch.session, turn=watch.turn, text=text, source="typed"))
         await self.write_event(HandledStart(context=reply_context).event())
@@ -254,6 +272,7 @@ class WyomingHandler(AsyncEventHandler):
         await self.write_event(HandledStop().event())
         if watch.error is not None and not watch.said_last:
             await self.write_event(NotHandled(text=watch.error.reason, context=reply_context).event())
+            self.door.unhold(watch)
             self._end(watch)
             return
         log.info("handled", session=watch.session, turn=watch.turn, ms=round(1000 * (time.monotonic() - started)))

@@ -16,9 +16,12 @@ from typing import Any
 
 from actors.llm_prompt import words_of
 from actors.wyoming_settings import WyomingSettings
-from bus.messages import AudioChunk, LlmDone, Message, PlayerEvent, Say, Transcript, TurnError
+from bus.messages import AudioChunk, Interrupt, LlmDone, Message, PlayerEvent, Say, Transcript, TurnError
 from bus.push_to_talk import new_turn_id
 from bus.sockets import BusClient
+
+INTERRUPTED = "interrupted"
+"""The stage named when an interrupt, not a stage's error, ended one of our turns."""
 
 
 class TurnStalled(Exception):
@@ -61,8 +64,11 @@ class TurnWatch:
         elif isinstance(msg, AudioChunk):
             self.chunks.append((msg, payload))
             self.chunk_last = self.chunk_last or msg.last
-        elif isinstance(msg, TurnError) and self.error is None:
-            self.error = msg
+        elif isinstance(msg, TurnError) and (self.error is None or self.error.stage == INTERRUPTED):
+            self.error = msg  # a stage's own reason says more than the interrupt that came with it
+        elif isinstance(msg, Interrupt) and self.error is None:  # e.g. the logger ended a stalled turn
+            self.error = TurnError(session=self.session, turn=self.turn, stage=INTERRUPTED,
+                                   reason=f"the turn was interrupted ({msg.reason})")
         self.last_news = time.monotonic()
         for waiter in self.waiters:
             if not waiter.done():
@@ -141,17 +147,23 @@ class Door:
     connections: int = 0
     holds: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def claim(self, text: str) -> TurnWatch | None:
+    def claim(self, text: str, prefix: bool = False) -> TurnWatch | None:
+        """The held reply whose words are `text`'s (with `prefix`: begin with them), taken out of the hold."""
         wanted = words_of(text)
         for watch in self.held:
-            if wanted and words_of(watch.spoken_text) == wanted:
+            said = words_of(watch.spoken_text)
+            if wanted and (said[: len(wanted)] if prefix else said) == wanted:
                 self.held.remove(watch)
                 return watch
         return None
 
+    def unhold(self, watch: TurnWatch) -> None:
+        if watch in self.held:
+            self.held.remove(watch)
+
     async def hold(self, watch: TurnWatch) -> None:
-        """Keep a reply's audio for its `synthesize`; unclaimed, end its record as played to nobody."""
-        self.held.append(watch)
+        """Keep a reply's audio for its `synthesize` (it is held from its first clause, see `claim`);
+        unclaimed, end its record as played to nobody."""
         try:
             while not (watch.chunk_last or watch.error):
                 await watch.news(self.settings.op_timeout_s)
