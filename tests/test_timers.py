@@ -1,0 +1,142 @@
+"""Timers through a launched set of real actor processes: a timer rings as a turn of its own, spoken on the
+session that set it and no other, with its record; one set before the tools actor is killed -9 still rings
+after the supervisor restarts it. The test asks the tools actor as the llm would (echo model: no weights)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus.handshake import prove_path, wait_for_actors
+from bus.messages import Say, ToolCall, ToolResult, TurnRecord
+from bus.sockets import BusAddress, BusClient
+from launch.config import bus_address, load_config
+from launch.supervisor import Supervisor
+from tests.helpers import processes_mentioning
+
+FAST = ["llm.backend=echo", "tts.backend=tone", "player.backend=wav"]
+TURN = 1_700_000_000_000
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="rr-timers-"))
+    try:
+        yield folder
+    finally:
+        for pid in processes_mentioning(str(folder)):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def launched(workdir: Path) -> tuple[Supervisor, BusAddress]:
+    config = load_config(None, [*FAST, f"bus.pub=ipc://{workdir}/pub", f"bus.sub=ipc://{workdir}/sub",
+                                f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl",
+                                f"tools.timers_path={workdir}/timers.json"])
+    return Supervisor(config, config.sets["typed"], log_dir=workdir / "actors"), bus_address(config)
+
+
+def call(client: BusClient, session: str, call_id: int, name: str, **arguments: Any) -> ToolResult:
+    client.publish(ToolCall(session=session, turn=TURN + call_id, call_id=call_id, name=name, arguments=arguments))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        env = client.recv(timeout_ms=100)
+        if env is not None and isinstance(env.msg, ToolResult) and env.msg.call_id == call_id:
+            return env.msg
+    raise AssertionError(f"no answer to {name} within 20 s")
+
+
+def rings(client: BusClient, count: int, timeout_s: float) -> tuple[list[Say], list[dict[str, Any]]]:
+    """The ringing timers' clauses and records, until `count` records came."""
+    says: list[Say] = []
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(records) < count and time.monotonic() < deadline:
+        env = client.recv(timeout_ms=100)
+        if env is None:
+            continue
+        if isinstance(env.msg, Say) and env.msg.turn > TURN + 1000:
+            says.append(env.msg)
+        elif isinstance(env.msg, TurnRecord) and env.msg.record["source"] == "timer":
+            records.append(env.msg.record)
+    assert len(records) == count, f"{len(records)} of {count} timers rang within {timeout_s:g} s: {says}"
+    return says, records
+
+
+def test_a_timer_rings_as_its_own_turn_on_the_session_that_set_it(workdir: Path) -> None:
+    supervisor, address = launched(workdir)
+    with supervisor:
+        supervisor.start(timeout_s=60)
+        client = BusClient(address, ("say", "tool.", "turn.record"), name="test")
+        try:
+            prove_path(client)
+            set_at = time.monotonic()
+            tea = call(client, "kitchen", 1, "set_timer", seconds=3, label="tea")
+            eggs = call(client, "garage", 2, "set_timer", seconds=5, label="eggs")
+            assert tea.ok and tea.result == "tea timer set for 3 seconds" and eggs.ok, (tea, eggs)
+            left = call(client, "kitchen", 3, "timer_left")
+            assert left.ok and left.result.startswith("tea: ") and "eggs" not in left.result, left
+            says, records = rings(client, 2, timeout_s=30)
+            rang_after_s = time.monotonic() - set_at
+        finally:
+            client.close()
+    assert rang_after_s >= 5  # the second timer's time, not before
+    by_session = {r["session"]: r for r in records}
+    assert set(by_session) == {"kitchen", "garage"}
+    for session, label in (("kitchen", "tea"), ("garage", "eggs")):
+        record = by_session[session]
+        assert record["status"] == "ok" and record["spoken_text"] == f"Ding ding! Your {label} timer is done."
+        assert record["first_audio_at"] is not None and record["playback_finished_at"] is not None
+        (rang,) = record["tools"]
+        assert rang["by"] == "timers" and rang["args"]["label"] == label
+    assert {(s.session, s.text) for s in says} == {("kitchen", "Ding ding! Your tea timer is done."),
+                                                   ("garage", "Ding ding! Your eggs timer is done.")}
+    assert stat.S_IMODE((workdir / "timers.json").stat().st_mode) == 0o600
+
+
+def test_cancel_stops_a_timer_from_ringing(workdir: Path) -> None:
+    supervisor, address = launched(workdir)
+    with supervisor:
+        supervisor.start(timeout_s=60)
+        client = BusClient(address, ("say", "tool.", "turn.record"), name="test")
+        try:
+            prove_path(client)
+            assert call(client, "kitchen", 1, "set_timer", seconds=2, label="pasta").ok
+            assert call(client, "kitchen", 2, "set_timer", seconds=3).ok
+            cancelled = call(client, "kitchen", 3, "cancel_timer", label="pasta")
+            assert cancelled.result == "cancelled 1 timer"
+            _says, records = rings(client, 1, timeout_s=20)
+            assert call(client, "kitchen", 4, "timer_left").result == "there is no timer running"
+        finally:
+            client.close()
+    assert records[0]["spoken_text"] == "Ding ding! Your timer is done."
+
+
+def test_a_timer_outlives_a_restart_of_the_actor_that_owns_it(workdir: Path) -> None:
+    supervisor, address = launched(workdir)
+    with supervisor:
+        supervisor.start(timeout_s=60)
+        client = BusClient(address, ("say", "tool.", "turn.record"), name="test")
+        try:
+            prove_path(client)
+            assert call(client, "kitchen", 1, "set_timer", seconds=4, label="bread").ok
+            killed = supervisor.pid("tools")
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
+            ready = wait_for_actors(client, {"tools"}, timeout_s=30, pids=supervisor.pid)
+            assert ready["tools"].pid != killed
+            assert call(client, "kitchen", 2, "timer_left").result.startswith("bread: ")
+            _says, records = rings(client, 1, timeout_s=30)
+        finally:
+            client.close()
+    assert supervisor.restarts("tools") == 1
+    assert records[0]["session"] == "kitchen" and records[0]["spoken_text"] == "Ding ding! Your bread timer is done."
