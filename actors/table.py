@@ -114,7 +114,7 @@ ACTORS: tuple[ActorSpec, ...] = (
     # Before the llm, so its catalogue is there when the llm asks; it owns the timers, so one rings even
     # while the llm restarts.
     ActorSpec("tools", "actors.tools:ToolsActor", ToolsSettings, (ToolCall, ToolCatalogAsk),
-              (ToolResult, ToolCatalog, ToolUsed, Say), "server", sets=("local", "server", "typed")),
+              (ToolResult, ToolCatalog, ToolUsed, Say), "server", sets=("local", "server", "typed", "wyoming")),
     ActorSpec("llm", "actors.llm:LlmActor", LlmSettings, (Transcript, VadEvent, Say, PlayerEvent, NewConversation,
               ToolCatalog, ToolResult), (LlmToken, LlmDone, ToolCall, ToolCatalogAsk, ToolUsed), "server",
               replicable=True, sets=("local", "server", "typed", "wyoming"),
