@@ -27,6 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from actors.base import Actor
 from actors.link import LinkWatch
@@ -165,10 +166,18 @@ class Gateway:
             work()
         except OverflowError as exc:  # it cannot keep up: close it rather than hold its backlog
             self.log.warning("web_tab_too_slow", session=tab.session, error=str(exc))
-            if (ws := self.sockets.get(tab.session)) is not None:
-                self.closing.add(asyncio.ensure_future(ws.close(REFUSED_BUSY, "this tab reads too slowly")))
+            self._close_later(tab.session, REFUSED_BUSY, "this tab reads too slowly")
         except Exception:  # one tab's bad luck is logged; the gateway and the other tabs go on
             self.log.exception("web_tab_failed", session=tab.session)
+
+    def _close_later(self, session: str, code: int, reason: str) -> None:
+        """Close a tab's socket without waiting here for its closing handshake (up to 10 s with a dead peer):
+        the caller serves every other tab."""
+        ws = self.sockets.get(session)
+        if ws is not None and ws.state is State.OPEN:  # once: a silent tab stays silent while it closes
+            task = asyncio.ensure_future(ws.close(code, reason))
+            self.closing.add(task)
+            task.add_done_callback(self.closing.discard)
 
     async def _beats(self) -> None:
         """Each tab's heartbeat; a page silent for the link timeout is gone (a phone that slept, a lost
@@ -178,7 +187,7 @@ class Gateway:
             for session, tab in list(self.tabs.items()):
                 if tab.last_answer_age() > self.link_timeout_s:
                     self.log.warning("web_tab_silent", session=session)
-                    await self.sockets[session].close(CLOSED_SILENT, "no answer to heartbeats")
+                    self._close_later(session, CLOSED_SILENT, "no answer to heartbeats")
                 else:
                     self._safely(tab, tab.beat)
 
