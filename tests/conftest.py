@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,21 @@ from bus.sockets import BusAddress
 def _state_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Conversation memory of the sets module fixtures launch goes to a folder of this run, not ./logs."""
     os.environ[STATE_DIR_ENV] = str(tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture
+def set_dir() -> Iterator[Path]:
+    """A folder for a set a test launches (bus sockets, logs); afterwards any process still naming it is
+    killed, even when the test failed before its supervisor stopped, and the folder is removed."""
+    from tests.helpers import processes_mentioning
+
+    folder = Path(tempfile.mkdtemp(prefix="rr-set-"))
+    try:
+        yield folder
+    finally:
+        for pid in processes_mentioning(str(folder)):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from actors.base import Actor
+from actors.llm_backends import EchoGenerator
+from actors.llm_prompt import Conversation
 from bus.codec import Envelope
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import Message, Ping, Ready, Shutdown
@@ -269,3 +271,14 @@ def processes_mentioning(marker: str) -> list[int]:
         if marker in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+class AskedGenerator(EchoGenerator):
+    """The echo model, keeping every `Conversation` it was asked: what the real model would have been told."""
+
+    def __init__(self) -> None:
+        self.asked: list[Conversation] = []
+
+    def stream(self, conversation: Conversation) -> Iterator[str]:
+        self.asked.append(conversation)
+        return super().stream(conversation)

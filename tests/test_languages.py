@@ -16,7 +16,6 @@ import pytest
 
 from actors.languages import ONLY_ENGLISH, answer_language, espeak_voice_for, espeak_voices, reply_language
 from actors.llm import LlmActor
-from actors.llm_backends import EchoGenerator
 from actors.llm_prompt import Conversation
 from actors.llm_settings import LlmSettings
 from actors.persona import PersonaActor, PersonaSettings
@@ -24,7 +23,7 @@ from actors.tts import TtsActor, TtsSettings
 from bus.codec import Envelope
 from bus.messages import AudioChunk, LlmDone, LlmToken, Say, Transcript
 from bus.sockets import BusAddress, BusClient
-from tests.helpers import OneOrMore, actor_on_bus, expect_exactly, of_type, run_actor
+from tests.helpers import AskedGenerator, OneOrMore, actor_on_bus, expect_exactly, of_type, run_actor
 
 TURN = 1_700_000_000_000
 WAIT_S = 15.0
@@ -37,15 +36,6 @@ def voiceless_language() -> str:
     code = next((c for c in WHISPER_CODES if not espeak_voice_for(c)), "")
     assert code, "espeak-ng speaks every language listed: add one it lacks"
     return code
-
-
-class AskedGenerator(EchoGenerator):
-    def __init__(self) -> None:
-        self.asked: list[Conversation] = []
-
-    def stream(self, conversation: Conversation) -> Iterator[str]:
-        self.asked.append(conversation)
-        return super().stream(conversation)
 
 
 @needs_espeak

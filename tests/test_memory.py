@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,10 @@ from bus.codec import encode, wire_topic
 from bus.messages import LlmDone, LlmToken, NewConversation, Transcript
 from bus.session_guard import refusal
 from bus.sockets import BusAddress
-from tests.helpers import OneOrMore, actor_on_bus, expect_exactly, of_type
+from tests.helpers import AskedGenerator, OneOrMore, actor_on_bus, expect_exactly, of_type
 
 TURN = 1_700_000_000_000
 WAIT_S = 15.0
-
-
-class AskedGenerator(EchoGenerator):
-    """Echo that keeps every conversation it was asked, to see what the model would have been told."""
-
-    def __init__(self) -> None:
-        self.asked: list[Conversation] = []
-
-    def stream(self, conversation: Conversation) -> Iterator[str]:
-        self.asked.append(conversation)
-        return super().stream(conversation)
 
 
 def key_words(question: str) -> set[str]:

@@ -4,15 +4,8 @@ conversation it remembers is."""
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-
-import pytest
 
 from actors.llm import LlmActor
 from actors.llm_backends import EchoGenerator
@@ -21,26 +14,15 @@ from bus.messages import LlmDone, Transcript
 from bus.sockets import BusAddress
 from launch.live_talk import LiveTalk, Screen
 from launch.talk_cmd import EXTRA_KEYS
-from tests.helpers import actor_on_bus, expect_exactly, of_type, processes_mentioning, run_cli
+from tests.helpers import actor_on_bus, expect_exactly, of_type, run_cli
 
 TURN = 1_700_000_000_000
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="rr-newconv-"))
-    try:
-        yield folder
-    finally:
-        for pid in processes_mentioning(str(folder)):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_say_remembers_across_runs_and_new_starts_over(workdir: Path) -> None:
-    sets = [f"bus.pub=ipc://{workdir}/pub", f"bus.sub=ipc://{workdir}/sub", "llm.backend=echo",
-            "tts.backend=tone", "player.backend=wav", f"player.path={workdir}/r-{{turn}}.wav",
-            f"logger.path={workdir}/turns.jsonl", f"llm.memory_dir={workdir}/memory"]
+def test_say_remembers_across_runs_and_new_starts_over(set_dir: Path) -> None:
+    sets = [f"bus.pub=ipc://{set_dir}/pub", f"bus.sub=ipc://{set_dir}/sub", "llm.backend=echo",
+            "tts.backend=tone", "player.backend=wav", f"player.path={set_dir}/r-{{turn}}.wav",
+            f"logger.path={set_dir}/turns.jsonl", f"llm.memory_dir={set_dir}/memory"]
     options = [f"--set={s}" for s in sets]
     outputs = []
     for extra, text in (([], "Where is Erid?"), ([], "How far is it?"), (["--new"], "Hello again")):

@@ -4,41 +4,24 @@ supervisor, remembers the session's exchanges from its 0600 file (echo model: no
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bus.handshake import wait_for_actors
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
-from tests.helpers import processes_mentioning
 
 FAST = ["llm.backend=echo", "tts.backend=tone", "player.backend=wav"]
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="rr-memory-"))
-    try:
-        yield folder
-    finally:
-        for pid in processes_mentioning(str(folder)):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_the_conversation_outlives_an_llm_restart(workdir: Path) -> None:
-    memory = workdir / "memory"
-    config = load_config(None, [*FAST, f"bus.pub=ipc://{workdir}/pub", f"bus.sub=ipc://{workdir}/sub",
-                                f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl",
+def test_the_conversation_outlives_an_llm_restart(set_dir: Path) -> None:
+    memory = set_dir / "memory"
+    config = load_config(None, [*FAST, f"bus.pub=ipc://{set_dir}/pub", f"bus.sub=ipc://{set_dir}/sub",
+                                f"player.path={set_dir}/r-{{turn}}.wav", f"logger.path={set_dir}/turns.jsonl",
                                 f"llm.memory_dir={memory}"])
-    with Supervisor(config, config.sets["typed"], log_dir=workdir / "actors") as supervisor:
+    with Supervisor(config, config.sets["typed"], log_dir=set_dir / "actors") as supervisor:
         supervisor.start(timeout_s=60)
         driver = TurnDriver(bus_address(config))
         try:
