@@ -164,6 +164,10 @@ class ToolTurn:
     def pieces(self) -> Iterator[str]:
         try:
             for piece in self._rounds():
+                if not self.spoke:  # a barge-in during the call or the next reply's first token: say nothing
+                    self.actor.check_control()
+                    if self.cancelled():
+                        return
                 self.spoke = True
                 yield piece
         finally:  # also when the consumer stops at a barge-in

@@ -55,6 +55,7 @@ for _spec in TIMER_TOOLS.values():  # the label is optional
 class ToolsActor(Actor):
     name: ClassVar[str] = "tools"
     poll_ms = 100.0  # the timers' resolution, and how soon a finished MCP call is answered
+    delivered_when_cancelled = (ToolCall,)  # an undo comes for a cancelled turn; other calls of one are refused
 
     def __init__(self, settings: ToolsSettings) -> None:
         super().__init__()
@@ -112,6 +113,9 @@ class ToolsActor(Actor):
             timer_id = self.undone.pop(msg.call_id, None)
             if timer_id is not None and self.store.remove(timer_id):
                 self.log.info("timer_taken_back", call_id=msg.call_id, timer=timer_id)
+            return
+        if self.is_cancelled(msg.session, msg.turn):  # nobody hears what it would do: it is not done
+            self._answer(msg, False, "the turn was cancelled")
             return
         if msg.name in TIMER_TOOLS:
             try:
