@@ -5,64 +5,57 @@ carries the envelope fields of `Message`: which satellite (`session`), which
 exchange (`turn`) and when it was published (`ts`, wall-clock seconds of the
 publishing host). Audio never goes inside a message: classes with
 `HAS_PAYLOAD = True` travel with raw PCM bytes as a separate frame.
+
+Here: the messages of a turn's pipeline. The base class and the `@message` registry are in
+bus/message_base.py, the control messages (ctl.*) in bus/messages_control.py, the tool messages in
+bus/messages_tools.py; every one of them is importable from here.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-PROTOCOL_VERSION = 1
+from bus.message_base import (
+    PROTOCOL_VERSION,
+    REGISTRY,
+    TOPICS,
+    ButtonSource,
+    Forget,
+    LinkRole,
+    Message,
+    PlayerState,
+    TranscriptSource,
+    message,
+    now,
+)
+from bus.messages_control import ActorDown, Heartbeat, Interrupt, Ping, Ready, Shutdown
+from bus.messages_tools import ToolCall, ToolCatalog, ToolCatalogAsk, ToolResult, ToolUsed
 
-ButtonSource = Literal["keyboard", "gpio", "script", "typed"]
-TranscriptSource = Literal["speech", "typed"]
-PlayerState = Literal["started", "finished", "stopped"]
-LinkRole = Literal["server", "edge"]
-Forget = Literal["all", "last"]
-"""The closed sets of values some fields take; the codec refuses any other (bus/codec.py `_matches`)."""
-
-REGISTRY: dict[str, type[Message]] = {}
-"""wire name -> message class; filled by the @message decorator."""
-TOPICS: dict[type[Message], str] = {}
-"""message class -> the kind it travels as on the bus (its topic); filled by the @message decorator."""
-
-M = TypeVar("M", bound="type[Message]")
-
-
-def message(wire_name: str, topic: str) -> Any:
-    """Register a message class under `wire_name` (unique, short, stable), travelling as `topic`: the kind
-    subscribers filter on by prefix, so related kinds share a stem (`llm.token`, `llm.done`)."""
-
-    def register(cls: M) -> M:
-        if wire_name in REGISTRY:
-            raise ValueError(f"wire name {wire_name!r} registered twice")
-        cls.WIRE_NAME = wire_name
-        REGISTRY[wire_name] = cls
-        TOPICS[cls] = topic
-        return cls
-
-    return register
-
-
-def now() -> float:
-    """Wall-clock seconds: one clock for every timing mark on a host."""
-    return time.time()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Message:
-    """Fields every bus message carries."""
-
-    WIRE_NAME: ClassVar[str] = ""
-    HAS_PAYLOAD: ClassVar[bool] = False
-
-    session: str = "local"
-    """Which satellite (device) the message belongs to."""
-    turn: int = 0
-    """Which exchange: milliseconds since the epoch at the button press that began it."""
-    ts: float = field(default_factory=now)
-    """When the publisher created the message (wall-clock seconds)."""
+__all__ = [  # the names this module re-exports, so that every message and the base are importable from here
+    "PROTOCOL_VERSION",
+    "REGISTRY",
+    "TOPICS",
+    "ActorDown",
+    "ButtonSource",
+    "Forget",
+    "Heartbeat",
+    "Interrupt",
+    "LinkRole",
+    "Message",
+    "Ping",
+    "PlayerState",
+    "Ready",
+    "Shutdown",
+    "ToolCall",
+    "ToolCatalog",
+    "ToolCatalogAsk",
+    "ToolResult",
+    "ToolUsed",
+    "TranscriptSource",
+    "message",
+    "now",
+]
 
 
 # --- push-to-talk -----------------------------------------------------------------
@@ -234,52 +227,7 @@ class PlayerEvent(Message):
     """On stopped: how many of the reply's clauses were played to their end (memory keeps those)."""
 
 
-# --- control ------------------------------------------------------------------------
-
-
-@message("ping", topic="ctl.ping")
-@dataclass(frozen=True, kw_only=True)
-class Ping(Message):
-    """Asks every actor to answer with `Ready`; also measures the bus."""
-
-    nonce: int = 0
-    """Echoed back in the answer."""
-
-
-@message("ready", topic="ctl.ready")
-@dataclass(frozen=True, kw_only=True)
-class Ready(Message):
-    """An actor is connected, has loaded its models and can work."""
-
-    actor: str
-    """The actor's name."""
-    pid: int
-    """Its process id."""
-    backend: str = ""
-    """Which backend and model it runs, e.g. 'faster-whisper tiny.en'."""
-    nonce: int = 0
-    """The `Ping` nonce this answers (0 when announced unasked)."""
-
-
-@message("interrupt", topic="ctl.interrupt")
-@dataclass(frozen=True, kw_only=True)
-class Interrupt(Message):
-    """Stop everything for this session and turn (barge-in)."""
-
-    reason: str = "barge-in"
-    """Why."""
-
-
-@message("shutdown", topic="ctl.shutdown")
-@dataclass(frozen=True, kw_only=True)
-class Shutdown(Message):
-    """The actors named (or all, when empty) whose process ids are listed stop cleanly."""
-
-    actors: list[str] = field(default_factory=list)
-    """Names of the actors to stop; empty means every actor."""
-    pids: list[int] = field(default_factory=list)
-    """Process ids of the actors to stop: an actor stops only when its own is listed, so a launcher stops its
-    own processes and never another set's actors of the same names on a shared bus."""
+# --- conversation -------------------------------------------------------------------
 
 
 @message("forget", topic="conversation")
@@ -324,97 +272,6 @@ class Audible(Message):
     """Wall-clock seconds of the first reply sample that reached the sink (onset in the recording)."""
     device: str = ""
     """What was recorded, e.g. relay_sink.monitor."""
-
-
-@message("down", topic="ctl.down")
-@dataclass(frozen=True, kw_only=True)
-class ActorDown(Message):
-    """The supervisor saw an actor die; turns in flight through it cannot finish."""
-
-    actor: str
-    exit_code: int
-    restart_in_s: float
-    """When the supervisor starts it again."""
-    died_at: float = 0.0
-    """Wall-clock seconds when the supervisor saw it die: turns begun after that are not its victims."""
-
-
-@message("beat", topic="ctl.heartbeat")
-@dataclass(frozen=True, kw_only=True)
-class Heartbeat(Message):
-    """'I am here', once a second, from the server (role "server") and from each satellite (role "edge").
-
-    A satellite answers a server beat at once, echoing its `seq` and `ts` (`echo_ts`), and stamps its own
-    `ts`: from the four times the server estimates the satellite's clock offset (as NTP does).
-    """
-
-    role: LinkRole
-    """Which side beats: the server's logger or a satellite's player."""
-    host: str = ""
-    seq: int = 0
-    echo_seq: int = -1
-    """The server beat this answers (-1: none)."""
-    echo_ts: float = 0.0
-    """That beat's `ts`, as the server stamped it."""
-
-
-# --- tools --------------------------------------------------------------------------
-
-
-@message("toolcall", topic="tool.call")
-@dataclass(frozen=True, kw_only=True)
-class ToolCall(Message):
-    """The llm asks the tools actor to run one of its tools (a timer, an MCP server's) for a turn."""
-
-    call_id: int
-    """Unique per call of the asking llm; the answer carries it back."""
-    name: str
-    """The tool, as the catalogue names it."""
-    arguments: dict[str, Any] = field(default_factory=dict)
-    """Its arguments, as the model gave them (checked by the tool)."""
-    undo: bool = False
-    """Roll back what an earlier call (`call_id`) did: its turn was cancelled after it ran."""
-
-
-@message("toolask", topic="tool.ask")
-@dataclass(frozen=True, kw_only=True)
-class ToolCatalogAsk(Message):
-    """An llm starting up asks the tools actor for its catalogue (answered with a `ToolCatalog`)."""
-
-
-@message("toolres", topic="tool.result")
-@dataclass(frozen=True, kw_only=True)
-class ToolResult(Message):
-    """What a tool call gave: its text for the model, or why it failed."""
-
-    call_id: int
-    ok: bool
-    result: str
-    """The result (ok) or the error, in words."""
-
-
-@message("toolcat", topic="tool.catalog")
-@dataclass(frozen=True, kw_only=True)
-class ToolCatalog(Message):
-    """The tools the tools actor runs, as OpenAI-style function schemas (sent when it starts and when an llm
-    announces itself ready)."""
-
-    tools: list[dict[str, Any]] = field(default_factory=list)
-
-
-@message("toolused", topic="llm.tool")
-@dataclass(frozen=True, kw_only=True)
-class ToolUsed(Message):
-    """A tool ran for a turn (for its record): the llm's calls, and a timer ringing."""
-
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    result: str = ""
-    ok: bool = True
-    ms: float = 0.0
-    """How long the call took."""
-    by: str = "llm"
-    """Who ran it: llm (a call the model made) or timers (a timer rang: a turn nobody asked for)."""
 
 
 PARTIAL_TRANSCRIPT_TOPIC = "stt.partial"
