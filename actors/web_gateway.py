@@ -21,16 +21,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from actors.base import Actor
 from actors.link import LinkWatch
+from actors.web_http import answer, load_pages
 from actors.web_settings import SESSION_PREFIX, WebSettings, certificate, pairing_token, token_matches
 from actors.web_tab import MAX_AUDIO_MESSAGE, Tab
 from bus.codec import Envelope
@@ -38,12 +37,6 @@ from bus.handshake import prove_path
 from bus.messages import Heartbeat, TurnError, TurnRecord, now
 from bus.sockets import BusAddress, BusClient
 
-PAGE_DIR = Path(__file__).resolve().parent / "web_page"
-PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript"),
-              "/capture.js": ("capture.js", "text/javascript"), "/style.css": ("style.css", "text/css")}
-SECURITY_HEADERS = [("Content-Security-Policy", "default-src 'self'; connect-src 'self'; img-src 'self' data:"),
-                    ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
-                    ("Cache-Control", "no-store")]
 HELLO_TIMEOUT_S = 5.0
 QUEUE_LIMIT = 2000
 """Frames waiting for a slow tab; past it the tab is closed rather than the gateway growing without end."""
@@ -61,13 +54,13 @@ class Gateway:
         self.log = log
         self.link_timeout_s = link_timeout_s
         self.token = pairing_token(settings) if settings.secure() else ""
-        self.pages = {path: ((PAGE_DIR / name).read_bytes(), kind) for path, (name, kind) in PAGE_FILES.items()}
         self.ssl: ssl.SSLContext | None = None
+        cert: Path | None = None
         if settings.secure():
             cert, key = certificate(settings)
             self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ssl.load_cert_chain(cert, key)
-            self.pages["/rocky-relay.crt"] = (cert.read_bytes(), "application/x-pem-file")
+        self.pages = load_pages(cert)
         self.tabs: dict[str, Tab] = {}
         self.sockets: dict[str, ServerConnection] = {}
         self.closing: set[asyncio.Future[None]] = set()
@@ -143,18 +136,7 @@ class Gateway:
             self.server.close()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == "/ws":
-            origin = request.headers.get("Origin")
-            if origin is not None and urlsplit(origin).netloc != request.headers.get("Host"):
-                self.log.warning("web_socket_refused", why="another origin", origin=origin[:100])
-                return connection.respond(403, "a page of another origin may not use this gateway\n")
-            return None
-        if path not in self.pages:
-            return connection.respond(404, "not found\n")
-        body, kind = self.pages[path]
-        return Response(200, "OK", Headers([("Content-Type", kind), ("Content-Length", str(len(body))),
-                                            *SECURITY_HEADERS]), body)
+        return answer(connection, request, self.pages, self.log)
 
     def _route(self, env: Envelope) -> None:
         tab = self.tabs.get(env.msg.session)
