@@ -36,7 +36,7 @@ from launch.report_data import (
     Segment,
     TurnWaterfall,
 )
-from launch.report_labels import SOURCES, question_words
+from launch.report_labels import question_words
 
 BENCH_LABELS = ("pipeline", "variant", "scenario")
 GROUPED = ("ok", "interrupted")  # as bench.table: a failed turn's timings say nothing about speed
@@ -130,7 +130,7 @@ def _turn_label(rec: dict[str, Any]) -> str:
         when = datetime.fromtimestamp(turn / 1000, UTC).strftime("%H:%M:%S") if turn else "?"
     except (OverflowError, OSError, ValueError):  # a hand-edited id far outside the calendar
         when = "?"
-    how = "typed" if rec.get("source") == "typed" else "spoken" if rec.get("source") == "speech" else "?"
+    how = {"typed": "typed", "speech": "spoken", "timer": "timer"}.get(str(rec.get("source")), "?")
     status = rec.get("status")
     return f"{question_words(rec.get('text_in'))} ({how}, {when})" + (f" [{status}]" if status != "ok" else "")
 
@@ -149,8 +149,7 @@ def group_key(rec: dict[str, Any]) -> tuple[str, str, str]:
     persona, tts = (backends.get("persona"), backends.get("tts")) if isinstance(backends, dict) else (None, None)
     named = isinstance(persona, str) and isinstance(tts, str) and tts.strip()
     variant = f"{persona}+{str(tts).split()[0]}" if named else "unknown"
-    source = str(rec.get("source") or "?")
-    return "turns", variant, source if source in SOURCES else "?"
+    return "turns", variant, str(rec.get("source") or "?")
 
 
 def _values(recs: list[dict[str, Any]], key: str) -> list[float]:

@@ -17,7 +17,8 @@ VOICES = {"piper": "Piper voice", "espeak": "espeak-ng voice", "espeak-ng": "esp
 MODELS = {"qwen2.5-1.5b": "Qwen2.5 1.5B model", "qwen2.5-0.5b": "Qwen2.5 0.5B model",
           "gemma-3-270m": "Gemma 3 270M model", "tiny": "Gemma 3 270M model", "echo": "echo (test) model"}
 SOURCES = {"speech": "Spoken question", "typed": "Typed question", "typed-cold": "Typed question, first after start",
-           "barge-in": "Barge-in (interrupted while speaking)", "unknown": "Unknown source", "?": "Unknown source"}
+           "barge-in": "Barge-in (interrupted while speaking)", "timer": "Timer ringing (nobody asked)",
+           "unknown": "Unknown source", "?": "Unknown source"}
 QUESTION_CHARS = 42
 """A question longer than this is cut (with an ellipsis) where it names a waterfall row."""
 

@@ -31,3 +31,8 @@ def test_a_long_question_is_cut_at_a_word_and_a_missing_one_said_so() -> None:
     cut = question_words("Tell me everything you know about the Astrophage and the Hail Mary's engines")
     assert cut == "Tell me everything you know about the…" and len(cut) <= 42
     assert question_words("") == question_words(None) == "(no words heard)"
+
+
+def test_a_timer_turn_is_named_so() -> None:
+    assert GroupStats("turns", "rocky+piper", "timer", n=0, p50=None, p95=None, stage_p50={}).label == \
+        "Timer ringing (nobody asked), Rocky persona, Piper voice"
