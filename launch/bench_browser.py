@@ -7,7 +7,9 @@ held until the page has sent the whole recording, then released. The figure is t
 release -> first audio: the page's key-up to the moment the page says its first reply sample played, both
 moved onto the server's clock by the gateway (actors/web_tab.py), so it holds everything the browser adds:
 the WebSocket both ways, the page's audio scheduling and its output. The page's own reading of the same
-interval, on its own clock, is printed under the table as a check of that stamping.
+interval, on its own clock, is printed under the table as a check of that stamping, and so is what the
+gateway, the socket and the page add after the voice's first chunk (release -> first audio less the stages
+before it).
 
 Chromium and the gateway start at the first measurement and stop when the bench process exits.
 """
@@ -105,5 +107,9 @@ def browser(run: Any) -> float | None:
     shown = page.ask()
     record = shown["record"]
     run.mark("browser: page's own clock, release -> first sound", shown["stats"]["releaseToFirstSoundMs"])
+    stages = [record.get(k) for k in ("release_to_first_audio_ms", "stt_ms", "llm_first_token_ms", "persona_ms",
+                                      "tts_first_chunk_ms")]
+    if all(isinstance(v, int | float) for v in stages):  # what is left after the first chunk: gateway, socket, page
+        run.mark("browser: first chunk -> first audio", stages[0] - sum(stages[1:]))
     value = record.get("release_to_first_audio_ms")
     return float(value) if record.get("status") == "ok" and value is not None else None
