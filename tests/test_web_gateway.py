@@ -200,13 +200,14 @@ def wait_for_log(gateway: Gateway, text: str, timeout_s: float = 10.0) -> str:
     return log
 
 
-def records_of(gateway: Gateway, session: str, timeout_s: float = 20.0) -> list[dict[str, Any]]:
-    """The session's records in the logger's file, once there is one (polled with a deadline)."""
+def records_of(gateway: Gateway, session: str, turn: int = 0, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """The session's records (of `turn` only, when given) in the logger's file, once there is one (polled
+    with a deadline)."""
     deadline = time.monotonic() + timeout_s
     while True:
         path = gateway.folder / "turns.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
-        found = [r for r in map(json.loads, lines) if r["session"] == session]
+        found = [r for r in map(json.loads, lines) if r["session"] == session and turn in (0, r["turn"])]
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)  # polling a file with a deadline, not a bare wait
@@ -285,3 +286,13 @@ def test_a_flooding_tab_is_held_to_its_budget_and_stays_connected(gateway: Gatew
                  if '"bad_frames_dropped"' in line and f'"web {session}"' in line]
     # 300 audio frames (the button is up, or past the budget) and all text frames past the budget
     assert summary["total"] >= 500 and summary["last_reason"].endswith("frames a second"), summary
+
+
+def test_pressing_again_before_any_reply_audio_ends_that_turn(gateway: Gateway) -> None:
+    with gateway.open() as ws:
+        session = events(ws, "hello")[0]["session"]
+        first = speak(ws)
+        ws.send(json.dumps({"type": "press", "ago_ms": 0, "played_ms": 0}))  # thinking: nothing played yet
+        ws.send(json.dumps({"type": "release", "ago_ms": 0}))
+        ended = records_of(gateway, session, first)
+    assert [r["status"] for r in ended] == ["interrupted"] and ended[0]["played_at_stop_ms"] == 0, ended
