@@ -56,11 +56,19 @@ def same_words(a: str, b: str) -> bool:
     return words_of(a) == words_of(b)
 
 
+def same_question(a: Transcript, b: Transcript) -> bool:
+    """The same words heard in the same language: a reply begun in Spanish must not answer the same words
+    heard, at the final, as English."""
+    return same_words(a.text, b.text) and a.language == b.language
+
+
 @dataclass
 class Speculation:
     """A reply begun on a settled partial, held back until the final transcript says whether it stands."""
 
     text: str
+    language: str = ""
+    """The language the partial was heard in: the reply was asked for in it."""
     pieces: list[str] = field(default_factory=list)
     complete: bool = False
     """Generation ran to its end before the final came."""
@@ -187,7 +195,7 @@ class LlmActor(Actor):
         def stale(m: Message) -> bool:
             if (m.session, m.turn) != key:
                 return isinstance(m, Transcript) and m.final
-            return ((isinstance(m, Transcript) and not (m.final and same_words(m.text, msg.text)))
+            return ((isinstance(m, Transcript) and not (m.final and same_question(m, msg)))
                     or (isinstance(m, VadEvent) and m.speech))
 
         return self.pending(stale)
@@ -201,7 +209,7 @@ class LlmActor(Actor):
         if not partial.settled:
             self.generator.prefill(conversation)
             return
-        speculation = Speculation(partial.text)
+        speculation = Speculation(partial.text, language=partial.language)
         self.speculations.pop(key, None)
         self.speculations[key] = speculation
         while len(self.speculations) > MAX_SPECULATIONS:
@@ -214,7 +222,7 @@ class LlmActor(Actor):
                 self.speculations.pop(key, None)
                 return
             final = self.take_pending(lambda m: isinstance(m, Transcript) and m.final
-                                      and (m.session, m.turn) == key and same_words(m.text, partial.text))
+                                      and (m.session, m.turn) == key and same_question(m, partial))
             if final is not None:  # confirmed while still generating: go on live
                 assert isinstance(final.msg, Transcript)
                 self.speculations.pop(key, None)
@@ -239,7 +247,8 @@ class LlmActor(Actor):
         speculation = self.speculations.pop((msg.session, msg.turn), None)
         conversation = self._conversation(msg)
         prompt_tokens = self.generator.prompt_tokens(conversation)
-        if speculation and speculation.complete and same_words(speculation.text, msg.text):
+        if (speculation and speculation.complete and same_words(speculation.text, msg.text)
+                and speculation.language == msg.language):
             self._reply(msg, speculation.pieces, iter(()), prompt_tokens, speculated=True)
             return
         if speculation:

@@ -199,3 +199,16 @@ def test_a_language_whisper_does_not_know_is_refused_at_start(language: str, lan
             check_language_setting(multilingual, language, "base", languages)
     else:
         check_language_setting(multilingual, language, "base", languages)
+
+
+@needs_espeak
+def test_a_reply_begun_in_one_language_is_not_used_for_the_same_words_heard_in_another(
+        bus_address: BusAddress) -> None:
+    generator = AskedGenerator()
+    actor = LlmActor(LlmSettings(backend="echo", memory_dir=""), generator)
+    with actor_on_bus(actor, bus_address, listen=["llm.done"]) as client:
+        client.publish(Transcript(turn=TURN, text="Hola", final=False, settled=True, language="es"))
+        client.publish(Transcript(turn=TURN, text="Hola", language="en"))
+        (done,) = of_type(expect_exactly(client, [LlmDone], WAIT_S), LlmDone)
+    assert not done.speculated and done.language == ""
+    assert [c.language for c in generator.asked][-1] == "", "answered anew, in English"
