@@ -130,8 +130,11 @@ class ToolBox:
         if self.warm or not self.enabled or actor.generator is None:
             return
         self.warm = True
-        for _piece in actor.generator.stream(Conversation("Hi.", style=actor.settings.style, tools=self.schemas())):
-            break
+        try:
+            for _piece in actor.generator.stream(Conversation("Hi.", style=actor.settings.style, tools=self.schemas())):
+                break
+        except Exception as exc:  # only a head start: a server that is down fails the turn, not the actor
+            actor.log.warning("warm_up_failed", error=f"{type(exc).__name__}: {exc}")
 
     def turn(self, actor: LlmActor, msg: Transcript, ready: Iterable[str], stream: Iterator[str]) -> Iterator[str]:
         """What to speak for `msg`: the reply as it comes, with any tool calls in it made on the way."""

@@ -22,7 +22,7 @@ from launch.config import (
 )
 
 EXPECTED_ACTORS = {"mic", "vad", "stt", "llm", "persona", "tts", "player", "logger", "button", "leds", "audible",
-                   "wyoming", "web"}
+                   "wyoming", "web", "tools"}
 
 
 @pytest.fixture(autouse=True)
