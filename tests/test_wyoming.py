@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import tempfile
 import uuid
@@ -18,7 +17,7 @@ import pytest
 from wyoming.asr import Transcript
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
-from wyoming.event import Event
+from wyoming.event import Event, async_read_event
 from wyoming.tts import Synthesize
 
 from audio.wav import is_silent, load_pcm16_mono, resample
@@ -234,10 +233,11 @@ def test_garbage_on_the_socket_closes_that_connection_only(door: Door, garbage: 
         reader, writer = await asyncio.open_connection(HOST, door.port)
         writer.write(garbage)
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 10)  # the server closes: read() ends
+        answer = []
+        while (event := await asyncio.wait_for(async_read_event(reader), 30)) is not None:
+            answer.append(event)  # until the server closes the connection
         writer.close()
-        return [Event(type=json.loads(line)["type"], data=json.loads(line).get("data", {}))
-                for line in answer.split(b"\n") if line.startswith(b"{")]
+        return answer
 
     answer = run(send_garbage())
     assert answer and answer[0].type == "error"
