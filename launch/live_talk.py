@@ -160,9 +160,11 @@ class LiveTalk:
 
     def on_message(self, env: Envelope) -> None:
         msg = env.msg
+        if msg.turn == 0:  # beats, pings: no turn's
+            return
         due = self.due.turn if self.due else None
         if msg.session != self.driver.session or msg.turn not in (due, self.driver.button.turn):
-            if self.all_sessions and msg.turn:
+            if self.all_sessions:
                 self.other(env)
             return
         if self.due is not None and msg.turn == due:

@@ -47,7 +47,7 @@ def add_set_options(parser: argparse.ArgumentParser, command: str) -> None:
 def cmd_say(args: argparse.Namespace) -> int:
     from bus.codec import CodecError, encode
     from bus.messages import NewConversation, Transcript
-    from launch.attach import actor_set_for, find_running, load_command_config, wanted_roles
+    from launch.attach import actor_set_for, find_running, heard_by, load_command_config, wanted_roles
     from launch.turns import TurnDriver, record_wait_s
 
     if args.attach and args.output:
@@ -69,6 +69,7 @@ def cmd_say(args: argparse.Namespace) -> int:
                             link_timeout_s=config.satellite.link_timeout_s, source="typed",
                             wait_s=record_wait_s(config))
         try:
+            heard_by(driver.client, {"logger"})  # the record must not be dropped at the logger's socket
             if args.new:  # on the socket the question takes: the llm forgets before it reads the question
                 driver.client.publish(NewConversation(session=args.session))
             record = driver.typed_turn(text, on_event=own_turn_events(driver, args.all_sessions))

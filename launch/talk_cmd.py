@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_talk(args: argparse.Namespace) -> int:
-    from launch.attach import actor_set_for, find_running, load_command_config, wanted_roles
+    from launch.attach import actor_set_for, find_running, heard_by, load_command_config, wanted_roles
     from launch.turns import TurnDriver, record_wait_s
 
     overrides: list[str] = []
@@ -67,6 +67,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
                             link_timeout_s=config.satellite.link_timeout_s,
                             source="script" if args.input else "keyboard", wait_s=record_wait_s(config))
         try:
+            heard_by(driver.client, {"logger"})  # the record must not be dropped at the logger's socket
             if args.input:
                 record = driver.spoken_turn(on_event=own_turn_events(driver, args.all_sessions))
                 print_record(record, args.json)

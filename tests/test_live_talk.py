@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TextIO, cast
 
 from bus.codec import Envelope
-from bus.handshake import prove_path
-from bus.messages import ButtonEvent, Interrupt, PlayerEvent, Transcript, TurnError, TurnRecord
+from bus.handshake import prove_path, wait_for_actors
+from bus.messages import ButtonEvent, Interrupt, Ping, PlayerEvent, Ready, Transcript, TurnError, TurnRecord
 from bus.sockets import BusAddress, BusClient
 from launch.keyboard import KeyReader
 from launch.live_talk import LiveTalk, Screen
@@ -70,16 +70,31 @@ class Stage:
             "session": session, "turn": turn, "status": status, "spoken_text": f"reply {turn}", **fields}))
 
 
+def handshake(stage: Stage, driver: TurnDriver) -> None:
+    """What `heard_by` does for the CLI against a real set, with the stage answering as an actor: a driver ping
+    that reaches the stage, and the stage's `Ready` that reaches the driver, prove each one's PUB holds the
+    other's subscriptions (made earlier on the same pipe), so neither side's first message is dropped."""
+    waiter = threading.Thread(target=wait_for_actors, args=(driver.client, {"stage"}), kwargs={"timeout_s": WAIT_S})
+    waiter.start()
+    while waiter.is_alive():
+        env = stage.client.recv(timeout_ms=100)
+        if env is not None and isinstance(env.msg, Ping):
+            stage.client.publish(Ready(actor="stage", pid=os.getpid(), nonce=env.msg.nonce))
+    waiter.join()
+
+
 @contextmanager
-def live(address: BusAddress, all_sessions: bool = False) -> Iterator[tuple[Stage, Output, Callable[[str], None]]]:
+def live(address: BusAddress, all_sessions: bool = False,
+         wait_s: float = 30.0) -> Iterator[tuple[Stage, Output, Callable[[str], None]]]:
     """LiveTalk running in a thread: keys go in as lines through a pipe; yields the stage, what it printed and
     a way to type. Quits (EOF) and joins after."""
     read_fd, write_fd = os.pipe()
     keys_in = os.fdopen(read_fd, "r")
     out = Output()
-    driver = TurnDriver(address, session="local", source="keyboard")
     stage = Stage(BusClient(address, ("button", "ctl.interrupt"), name="stage"))
     prove_path(stage.client)
+    driver = TurnDriver(address, session="local", source="keyboard", wait_s=wait_s)
+    handshake(stage, driver)
     result: list[int] = []
 
     def run() -> None:
@@ -173,3 +188,14 @@ def test_all_sessions_shows_other_clients_turns_marked_with_their_session(bus_ad
         stage.record(5, session="kitchen")
         lines = out.wait_for(lambda s: "reply 5" in s, "the other session's reply")
     assert "[kitchen] you:   OTHER SESSION" in lines and "[kitchen] rocky: reply 5 (ok)" in lines, lines
+
+
+def test_a_turn_whose_record_never_comes_ends_with_one_line_and_the_ready_prompt(bus_address: BusAddress) -> None:
+    with live(bus_address, wait_s=1.0) as (stage, out, type_):
+        type_("")
+        turn = pressed(stage).turn
+        type_("")
+        lines = out.wait_for(lambda s: s.count("[ready]") == 2, "ready prompt after the lost turn")
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == [f"error: [talk] no record of turn {turn} after 1 s: is the logger running?"], lines
+    assert lines.index(errors[0]) == len(lines) - 2, lines  # then the prompt, nothing else
