@@ -1,11 +1,11 @@
 """The browser page in a real headless Chromium, its microphone fed from a WAV, against the real models.
 
 One `server` set plus the `web` gateway serves the module (every actor its own process on a real bus). The
-page is driven as a person would: the space bar held (a real key-down and key-up), the pointer pressed in a
-second window. What the page shows and what it played are read from the page itself (`window.rocky`); the
-records from the logger's file. A screenshot of each state goes to the test's folder, or, with
-ROCKY_RELAY_SCREENSHOTS=docs/screenshots, where the README shows them (web-STATE.png).
-Skips when Debian's chromium or chromedriver is missing.
+page is driven as a person would: the space bar held (a real key-down and key-up), a finger (a touch
+pointer) pressing to cut Rocky off, the mouse held in a second window. What the page shows and what it
+played are read from the page itself (`window.rocky`); the records from the logger's file. A screenshot of
+each state goes to the test's folder, or, with ROCKY_RELAY_SCREENSHOTS=docs/screenshots, where the README
+shows them (web-STATE.png). Skips when Debian's chromium or chromedriver is missing.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ pytestmark = [pytest.mark.models, pytest.mark.skipif(not (CHROMIUM.exists() and 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions import interaction  # noqa: E402
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.common.actions.pointer_input import PointerInput  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -116,6 +119,11 @@ def hold_space(browser: Any, screenshot: Live | None = None) -> int:
     return int(turn)
 
 
+def touch(browser: Any) -> Any:
+    """Actions of a touch pointer (a phone's finger), kept down between `perform`s until its pointer_up."""
+    return ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))  # type: ignore[no-untyped-call]
+
+
 def open_page(live: Live, browser: Any) -> dict[str, Any]:
     browser.get(live.url)
     return wait(browser, "ready", lambda p: p["state"] == "ready")
@@ -149,10 +157,13 @@ def test_pressing_again_while_rocky_speaks_cuts_him_off(live: Live) -> None:
     session = open_page(live, browser)["session"]
     first = hold_space(browser)
     wait(browser, "speaking", lambda p: p["state"] == "speaking")
-    ActionChains(browser).key_down(Keys.SPACE).perform()  # barge-in: silent at once, a new turn listens
+    finger = touch(browser)  # barge-in with a finger: silent at once, a new turn listens
+    finger.pointer_action.move_to(browser.find_element(By.ID, "talk")).pointer_down()
+    finger.perform()
     after = wait(browser, "a new turn", lambda p: p["state"] == "listening" and p["turn"] != first)
     assert after["stats"]["stopped"] == 1
-    ActionChains(browser).key_up(Keys.SPACE).perform()
+    finger.pointer_action.pointer_up()
+    finger.perform()
     wait(browser, "the second turn's record", lambda p: p["record"] is not None, timeout_s=120)
     records = {r["turn"]: r for r in live.records(session)}
     assert records[first]["status"] == "interrupted" and records[first]["interrupt_to_silence_ms"] is not None
