@@ -212,3 +212,18 @@ def test_a_reply_begun_in_one_language_is_not_used_for_the_same_words_heard_in_a
         (done,) = of_type(expect_exactly(client, [LlmDone], WAIT_S), LlmDone)
     assert not done.speculated and done.language == ""
     assert [c.language for c in generator.asked][-1] == "", "answered anew, in English"
+
+
+@pytest.mark.models
+def test_a_spoken_start_over_is_heard_and_obeyed_without_the_model(multilingual: tuple[object, Path]) -> None:
+    from actors.llm_commands import REPLIES
+    from audio.wav import write_wav
+
+    driver, folder = multilingual
+    write_wav(folder / "q.wav", espeak_speech("en-us", "Where is the planet Erid?"), 16000)
+    asked = driver.spoken_turn()  # type: ignore[attr-defined]
+    write_wav(folder / "q.wav", espeak_speech("en-us", "Start over."), 16000)
+    record = driver.spoken_turn()  # type: ignore[attr-defined]
+    assert asked["status"] == record["status"] == "ok" and asked["conversation_exchanges"] >= 1
+    assert record["language"] == "en" and record["text_out"] == REPLIES["all"], record["text_in"]
+    assert record["conversation_exchanges"] == 0
