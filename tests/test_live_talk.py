@@ -199,3 +199,23 @@ def test_a_turn_whose_record_never_comes_ends_with_one_line_and_the_ready_prompt
     errors = [line for line in lines if line.startswith("error:")]
     assert errors == [f"error: [talk] no record of turn {turn} after 1 s: is the logger running?"], lines
     assert lines.index(errors[0]) == len(lines) - 2, lines  # then the prompt, nothing else
+
+
+def test_says_printer_shows_its_own_turn_once_and_others_only_when_asked() -> None:
+    from types import SimpleNamespace
+
+    from launch.say_cmd import own_turn_events
+
+    driver = SimpleNamespace(session="local", button=SimpleNamespace(turn=42))
+    traffic = [Envelope("stt.final", Transcript(session="local", turn=42, text="mine")),
+               Envelope("turn.error", TurnError(session="local", turn=42, stage="llm", reason="boom")),
+               Envelope("stt.final", Transcript(session="local", turn=41, text="same session, other client")),
+               Envelope("stt.final", Transcript(session="kitchen", turn=42, text="other session"))]
+    for all_sessions, expected in ((False, ["you:   mine"]),
+                                   (True, ["you:   mine", "[local] you:   same session, other client",
+                                           "[kitchen] you:   other session"])):
+        shown: list[str] = []
+        show = own_turn_events(driver, all_sessions, shown.append)
+        for env in traffic:
+            show(env)
+        assert shown == expected  # the error is the record's line to print, once

@@ -135,6 +135,8 @@ def test_say_with_no_set_running_starts_one_says_so_and_leaves_nothing(workdir: 
     assert not processes_mentioning(str(workdir))
     attached = relay(workdir, "say", "--attach", "hi")  # nothing runs now: --attach says so and starts nothing
     assert attached.returncode == 2 and "no set answers" in attached.stderr and "rocky-relay serve" in attached.stderr
+    tapped = relay(workdir, "tap", "--timeout", "0.2")  # tap waits for a set, and says it is waiting
+    assert tapped.returncode == 0 and f"no set runs at ipc://{workdir}/sub yet" in tapped.stderr, tapped.stderr
 
 
 def test_no_running_set_is_known_at_once_and_a_listener_that_is_no_proxy_is_none(workdir: Path) -> None:
