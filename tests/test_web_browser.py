@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pytest
 
 from launch.config import load_config
 from launch.supervisor import Supervisor
+from tests.test_web_gateway import leave_nothing
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -85,7 +85,7 @@ def live() -> Iterator[Live]:
         if browser is not None:
             browser.quit()
         supervisor.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        leave_nothing(folder)
 
 
 def page(browser: Any) -> dict[str, Any]:

@@ -8,7 +8,9 @@ tone speech), so these tests are about the gateway: sessions, admission, bad fra
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import ssl
 import tempfile
 import time
@@ -27,10 +29,18 @@ from websockets.sync.client import ClientConnection, connect
 from audio.wav import load_pcm16_mono
 from launch.config import load_config
 from launch.supervisor import Supervisor
+from tests.helpers import processes_mentioning
 
 SAMPLE = Path(__file__).resolve().parents[1] / "launch" / "samples" / "prompt-1s.wav"
 FAST = ["stt.backend=fixed", "stt.fixed_text=hello rocky", "llm.backend=echo", "tts.backend=tone",
         "tts.sample_rate=16000", "web.port=0", "web.max_tabs=4"]
+
+
+def leave_nothing(folder: Path) -> None:
+    """Whatever still runs from the set's folder (a supervisor that failed half way) goes, then the folder."""
+    for pid in processes_mentioning(str(folder)):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -70,7 +80,7 @@ def gateway() -> Iterator[Gateway]:
         yield Gateway(url, folder)
     finally:
         supervisor.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        leave_nothing(folder)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,7 @@ def secure_gateway() -> Iterator[Gateway]:
         yield Gateway(url, folder, context)
     finally:
         supervisor.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        leave_nothing(folder)
 
 
 def events(ws: ClientConnection, until: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
