@@ -76,6 +76,8 @@ class LiveTalk:
         self.state: State = "ready"
         self.due: Due | None = None
         """The released (or interrupted) turn whose record is awaited."""
+        self.link_lost_said = False
+        """The set's heartbeats stopped and this terminal said so (once, until they come back)."""
 
     # --- the prompt ----------------------------------------------------------------
     def prompt(self, state: State) -> str:
@@ -157,6 +159,7 @@ class LiveTalk:
             self.on_message(env)
             env = self.driver.recv(0)
         self.check_due()
+        self.check_link()
 
     def on_message(self, env: Envelope) -> None:
         msg = env.msg
@@ -215,6 +218,7 @@ class LiveTalk:
         if not link.up and link.last_beat is not None:
             reason = (f"[link] no heartbeat from the set for {self.driver.link_timeout_s:g} s "
                       "(stopped, or the network is down)")
+            self.link_lost_said = True
         elif due.error is not None and quiet_s > ERROR_GRACE_S:
             reason = f"[{due.error.stage}] {due.error.reason} (no record of this turn: see logs/actors/logger.log)"
         elif quiet_s > self.driver.wait_s:
@@ -225,3 +229,16 @@ class LiveTalk:
         self.driver.button.turn_open = False
         self.due = None
         self.show("ready")
+
+    def check_link(self) -> None:
+        """A set that stopped beating (serve stopped, the network down) is said once, and so is its return: a
+        `[ready]` prompt alone would claim a set that is not there."""
+        link = self.driver.link
+        lost = link.last_beat is not None and not link.up
+        if lost and not self.link_lost_said:
+            self.link_lost_said = True
+            self.screen.line(f"error: [link] no heartbeat from the set for {self.driver.link_timeout_s:g} s: stopped? "
+                             "(`rocky-relay serve` starts one; this terminal reconnects by itself)")
+        elif not lost and self.link_lost_said:
+            self.link_lost_said = False
+            self.screen.line("the set answers again")

@@ -13,7 +13,7 @@ from typing import TextIO, cast
 
 from bus.codec import Envelope
 from bus.handshake import prove_path, wait_for_actors
-from bus.messages import ButtonEvent, Interrupt, Ping, PlayerEvent, Ready, Transcript, TurnError, TurnRecord
+from bus.messages import ButtonEvent, Heartbeat, Interrupt, Ping, PlayerEvent, Ready, Transcript, TurnError, TurnRecord
 from bus.sockets import BusAddress, BusClient
 from launch.keyboard import KeyReader
 from launch.live_talk import LiveTalk, Screen
@@ -84,8 +84,8 @@ def handshake(stage: Stage, driver: TurnDriver) -> None:
 
 
 @contextmanager
-def live(address: BusAddress, all_sessions: bool = False,
-         wait_s: float = 30.0) -> Iterator[tuple[Stage, Output, Callable[[str], None]]]:
+def live(address: BusAddress, all_sessions: bool = False, wait_s: float = 30.0,
+         link_timeout_s: float = 3.5) -> Iterator[tuple[Stage, Output, Callable[[str], None]]]:
     """LiveTalk running in a thread: keys go in as lines through a pipe; yields the stage, what it printed and
     a way to type. Quits (EOF) and joins after."""
     read_fd, write_fd = os.pipe()
@@ -93,7 +93,7 @@ def live(address: BusAddress, all_sessions: bool = False,
     out = Output()
     stage = Stage(BusClient(address, ("button", "ctl.interrupt"), name="stage"))
     prove_path(stage.client)
-    driver = TurnDriver(address, session="local", source="keyboard", wait_s=wait_s)
+    driver = TurnDriver(address, session="local", source="keyboard", wait_s=wait_s, link_timeout_s=link_timeout_s)
     handshake(stage, driver)
     result: list[int] = []
 
@@ -219,3 +219,12 @@ def test_says_printer_shows_its_own_turn_once_and_others_only_when_asked() -> No
         for env in traffic:
             show(env)
         assert shown == expected  # the error is the record's line to print, once
+
+
+def test_a_set_that_stops_beating_is_said_once_and_so_is_its_return(bus_address: BusAddress) -> None:
+    with live(bus_address, link_timeout_s=0.5) as (stage, out, _type):
+        stage.client.publish(Heartbeat(role="server", seq=1))
+        out.wait_for(lambda s: "no heartbeat from the set for 0.5 s" in s, "the lost set's line")
+        stage.client.publish(Heartbeat(role="server", seq=2))
+        lines = out.wait_for(lambda s: "the set answers again" in s, "the set's return")
+    assert len([line for line in lines if "no heartbeat" in line]) == 1, lines
