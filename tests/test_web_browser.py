@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -235,6 +236,15 @@ def test_a_lan_page_needs_the_pairing_token_and_shows_a_lost_link(live: Live) ->
         paired = wait(browser, "ready once paired", lambda p: p["state"] == "ready")
         assert paired["session"].startswith("web-")
         assert browser.execute_script("return [window.isSecureContext, location.hash]") == [True, ""]
+        pid = gateway.pid("web")
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # frozen: its socket stays open, but its heartbeats stop
+        try:
+            wait(browser, "the link lost to silence", lambda p: p["state"] == "lost", timeout_s=30)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        again = wait(browser, "ready again, a new session", lambda p: p["state"] == "ready", timeout_s=60)
+        assert again["session"] != paired["session"]  # the token was kept: no pairing again
         gateway.stop()
         wait(browser, "the link lost", lambda p: p["state"] == "lost", timeout_s=30)
         shot(live, browser, "lost")
