@@ -6,7 +6,6 @@ from __future__ import annotations
 import configparser
 import contextlib
 import os
-import queue
 import re
 import shlex
 import shutil
@@ -15,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from bus.sockets import BusAddress
 from launch.attach import find_running, surely_free
 from launch.config import DEFAULT_SETS, load_config
 from tests.helpers import processes_mentioning
+from tests.netns import LineReader
 
 ROOT = Path(__file__).resolve().parents[1]
 RELAY = ROOT / ".venv" / "bin" / "rocky-relay"
@@ -65,32 +64,20 @@ def assert_all_gone(workdir: Path, timeout_s: float = 10) -> None:
 
 
 class Served:
-    """`rocky-relay serve typed` as a child; its stderr lines in a queue, read by a thread."""
+    """`rocky-relay serve typed` as a child, its stderr read line by line in a thread."""
 
     def __init__(self, workdir: Path) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "launch.cli", *settings(workdir), "serve", "typed"],
                                         cwd=workdir, stderr=subprocess.PIPE, text=True,
                                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
+        self.stderr = LineReader(self.process.stderr)
 
     def wait_line(self, marker: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if marker in line:
-                return line
-        raise AssertionError(f"serve printed no {marker!r} in {timeout_s:g} s: {''.join(self.seen)[-3000:]}")
+        return self.stderr.wait_for(marker, timeout_s)
+
+    @property
+    def seen(self) -> list[str]:
+        return self.stderr.lines
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -186,7 +173,7 @@ def test_sigterm_while_the_set_is_still_loading_stops_it_cleanly(workdir: Path) 
     try:
         served.wait_line("loading", timeout_s=60)
         served.process.send_signal(signal.SIGTERM)
-        assert served.process.wait(timeout=30) == 0, "".join(served.seen)
+        assert served.process.wait(timeout=30) == 0, served.seen
         served.wait_line("SIGTERM while starting", timeout_s=5)
         assert_all_gone(workdir)
     finally:
