@@ -1,4 +1,4 @@
-"""The browser gateway's settings and its pairing state: the token and the self-signed certificate.
+"""The browser gateway's settings, its limits on a tab, and its pairing state: the token and the certificate.
 
 On loopback the page is plain `http://127.0.0.1` (a secure context already, so the microphone works) and
 needs no token: the gateway refuses any page of another origin. Off loopback (`--lan`) a browser grants the
@@ -18,6 +18,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,24 @@ CERT_FILE = "web-cert.pem"
 KEY_FILE = "web-key.pem"
 SESSION_PREFIX = "web-"
 """Every tab's session starts with it, then 16 random hex digits made by the gateway: a page cannot choose it."""
+TEXT_PER_S, AUDIO_PER_S = 20.0, 100.0
+"""Frames a page may send a second (twice that in a burst); it sends ~2 text and 25 audio frames a second.
+One tab's flood must not spend the gateway's budget at the bus proxy, which all tabs share."""
+
+
+class Budget:
+    """A token bucket: `per_s` a second, up to twice that saved."""
+
+    def __init__(self, per_s: float) -> None:
+        self.per_s, self.left, self.at = per_s, 2 * per_s, time.monotonic()
+
+    def take(self) -> bool:
+        t = time.monotonic()
+        self.left, self.at = min(2 * self.per_s, self.left + (t - self.at) * self.per_s), t
+        if self.left < 1:
+            return False
+        self.left -= 1
+        return True
 
 
 @dataclass

@@ -14,12 +14,11 @@ shortest recent round trip from the moment the report arrived, never earlier tha
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actors.web_settings import WebSettings
+from actors.web_settings import AUDIO_PER_S, TEXT_PER_S, Budget, WebSettings
 from bus.codec import Envelope
 from bus.messages import (
     AudioChunk,
@@ -47,9 +46,6 @@ MAX_AUDIO_MESSAGE = 32000
 MAX_AGO_MS = 10_000.0
 REALTIME_SLACK_S = 1.0
 """A page may send its audio at most this far ahead of real time (what it buffered before the press)."""
-TEXT_PER_S, AUDIO_PER_S = 20.0, 100.0
-"""Frames a page may send a second (twice that in a burst); it sends ~2 text and 25 audio frames a second.
-One tab's flood must not spend the gateway's budget at the bus proxy, which all tabs share."""
 RECORD_FIELDS = ("status", "text_in", "spoken_text", "release_to_first_audio_ms", "press_to_first_audio_ms",
                  "capture_ms", "stt_ms", "llm_first_token_ms", "persona_ms", "tts_first_chunk_ms",
                  "interrupt_to_silence_ms", "stt_reused_partial", "llm_speculated", "error")
@@ -73,21 +69,6 @@ def _number(data: dict[str, Any], key: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise PageError(f"{key} must be a number from {low:g} to {high:g}")
     return float(value)
-
-
-class Budget:
-    """A token bucket: `per_s` a second, up to twice that saved."""
-
-    def __init__(self, per_s: float) -> None:
-        self.per_s, self.left, self.at = per_s, 2 * per_s, time.monotonic()
-
-    def take(self) -> bool:
-        t = time.monotonic()
-        self.left, self.at = min(2 * self.per_s, self.left + (t - self.at) * self.per_s), t
-        if self.left < 1:
-            return False
-        self.left -= 1
-        return True
 
 
 class Tab:
