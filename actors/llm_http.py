@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from actors.llm_http_tools import StreamedCalls, chat_request_fields
 from actors.llm_prompt import Conversation
 from actors.llm_settings import STOP, LlmSettings
 
@@ -66,6 +67,8 @@ class OpenAiHttpGenerator:
         self.api_key = settings.api_key or os.environ.get(API_KEY_ENV, "")
         model = f" model {settings.http_model}" if settings.http_model else ""
         self.description = f"openai {settings.api} {self.url}{model}"
+        self.calls = StreamedCalls()
+        """The tool call of the reply being streamed (a server sends it apart from the text)."""
 
     def count_tokens(self, text: str) -> int:
         return math.ceil(len(text) / 4)
@@ -77,6 +80,7 @@ class OpenAiHttpGenerator:
         """A server evaluates the prompt only when asked for a reply."""
 
     def stream(self, conversation: Conversation) -> Iterator[str]:
+        self.calls = StreamedCalls()
         conn = self._connect()
         try:  # closing also tells the server to stop generating when the turn is interrupted
             deadline = time.monotonic() + self.settings.first_token_timeout_s
@@ -93,7 +97,7 @@ class OpenAiHttpGenerator:
         body: dict[str, Any] = {"stream": True, "max_tokens": s.max_tokens, "temperature": s.temperature,
                                 "top_p": s.top_p, "seed": s.seed, "stop": STOP}
         if s.api == "chat":
-            body["messages"] = conversation.messages()
+            body.update(chat_request_fields(conversation))  # messages, and the tools when any are offered
         else:
             body["prompt"] = conversation.transcript()
         if s.http_model:
@@ -145,15 +149,19 @@ class OpenAiHttpGenerator:
             if data:  # a blank line (or the end) closes the event
                 event, data = "\n".join(data), []
                 if event.strip() == "[DONE]":
+                    yield from self._call_text()
                     return
+                calls_before = len(str(self.calls.calls))
                 piece, done = self._chunk_text(event)
                 finished = finished or done
-                if piece:
+                if piece or len(str(self.calls.calls)) != calls_before:  # a tool call streaming is progress too
                     got_text = True
                     deadline = time.monotonic() + self.settings.idle_timeout_s
+                if piece:
                     yield piece
             if not line:
                 if finished:
+                    yield from self._call_text()
                     return  # some servers end a finished stream without [DONE]
                 raise LlmServerDown(f"llm server {self.url} closed the stream mid-reply: check its log "
                                     "(did it crash or run out of memory?)")
@@ -166,6 +174,12 @@ class OpenAiHttpGenerator:
         piece, _ = self._chunk_text(b"".join(lines).decode("utf-8", "replace"))
         if piece:
             yield piece
+        yield from self._call_text()
+
+    def _call_text(self) -> Iterator[str]:
+        """The tool call the server streamed, as the one text piece actors/llm_tools.py reads."""
+        if text := self.calls.as_text():
+            yield text
 
     def _chunk_text(self, data: str) -> tuple[str, bool]:
         """The text of one completion chunk (or whole completion), and whether it says the reply is done."""
@@ -182,6 +196,8 @@ class OpenAiHttpGenerator:
             return "", False
         choice = choices[0] if isinstance(choices[0], dict) else {}
         holder = choice.get("delta") or choice.get("message") or choice
+        if isinstance(holder, dict):
+            self.calls.add(holder.get("tool_calls"))
         text = holder.get("content") if "content" in holder else holder.get("text")
         return (text if isinstance(text, str) else ""), choice.get("finish_reason") is not None
 
