@@ -136,7 +136,7 @@ class Gateway:
             self.server.close()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        return answer(connection, request, self.pages, self.log)
+        return answer(connection, request, self.pages, self.log, loopback_only=not self.token)
 
     def _route(self, env: Envelope) -> None:
         tab = self.tabs.get(env.msg.session)

@@ -35,9 +35,30 @@ def load_pages(cert: Path | None = None) -> Pages:
     return pages
 
 
-def answer(connection: ServerConnection, request: Request, pages: Pages, log: Any) -> Response | None:
-    """A file, a 404, a 403 for a socket asked for by another origin's page; None lets the handshake go on."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def host_refusal(host_header: str | None, loopback_only: bool) -> str:
+    """Why a request naming `host_header` is refused; empty when it may pass. A gateway without a token takes
+    only requests that name this machine: a site whose name was made to point at 127.0.0.1 (DNS rebinding)
+    would otherwise be the page's own origin, and could drive the assistant from the user's browser."""
+    if not loopback_only:
+        return ""
+    try:
+        name = urlsplit(f"//{host_header or ''}").hostname
+    except ValueError:  # a malformed port or bracket
+        name = None
+    return "" if name in LOOPBACK_NAMES else f"Host {str(host_header)[:60]!r} is not this machine's loopback name"
+
+
+def answer(connection: ServerConnection, request: Request, pages: Pages, log: Any,
+           loopback_only: bool = True) -> Response | None:
+    """A file, a 404, a 403 for a socket asked for by another origin's page or a request for a name that is not
+    loopback on a gateway without a token; None lets the handshake go on."""
     path = urlsplit(request.path).path
+    if why := host_refusal(request.headers.get("Host"), loopback_only):
+        log.warning("web_request_refused", why=why)
+        return connection.respond(403, "this gateway answers to 127.0.0.1 or localhost only\n")
     if path == SOCKET_PATH:
         origin = request.headers.get("Origin")
         if origin is not None and urlsplit(origin).netloc != request.headers.get("Host"):

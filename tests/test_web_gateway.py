@@ -306,3 +306,17 @@ def test_pressing_again_before_any_reply_audio_ends_that_turn(gateway: Gateway) 
         ws.send(json.dumps({"type": "release", "ago_ms": 0}))
         ended = records_of(gateway, session, first)
     assert [r["status"] for r in ended] == ["interrupted"] and ended[0]["played_at_stop_ms"] == 0, ended
+
+
+def test_a_gateway_without_a_token_answers_only_to_loopback_names(gateway: Gateway) -> None:
+    """A site whose name was pointed at 127.0.0.1 (DNS rebinding) would be the page's own origin."""
+    port = gateway.url.rsplit(":", 1)[1].strip("/")
+    for host in (f"rebound.example:{port}", "", f"127.0.0.1.example:{port}"):
+        request = urllib.request.Request(gateway.url, headers={"Host": host})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403, host
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        with urllib.request.urlopen(urllib.request.Request(gateway.url, headers={"Host": host}), timeout=10) as ok:
+            assert ok.status == 200
+    assert "is not this machine's loopback name" in wait_for_log(gateway, "web_request_refused")
