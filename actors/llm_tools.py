@@ -130,6 +130,8 @@ class ToolBox:
         if self.warm or not self.enabled or actor.generator is None:
             return
         self.warm = True
+        if not getattr(actor.generator, "takes_reply_prefix", False):
+            return  # a server keeps its own prompt cache: no request is spent on it
         try:
             for _piece in actor.generator.stream(Conversation("Hi.", style=actor.settings.style, tools=self.schemas())):
                 break

@@ -1,7 +1,8 @@
 """The llm's tool path on a real bus: a call's result goes back to the model and the next reply is spoken; a
 hanging MCP tool (a real server the test writes) ends in a spoken apology, not a hung turn; a barge-in
 during a call says nothing and takes back the timer it set. The model is scripted (a unit test: what it
-"writes" is fixed); the tools actor, its MCP server and its timers are real."""
+"writes" is fixed); the tools actor, its MCP server and its timers are real (ready before the llm starts,
+as the set's order has it, so the llm's first ask gets the catalogue)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from actors.tools import ToolsActor, ToolsSettings
 from bus.codec import Envelope
 from bus.messages import Interrupt, LlmDone, LlmToken, ToolCall, ToolResult, ToolUsed, Transcript
 from bus.sockets import BusAddress, BusClient
-from tests.helpers import ActorThread, actor_on_bus, collect, of_type
+from tests.helpers import actor_on_bus, collect, of_type
 from tests.test_mcp import FLAKY_SERVER
 
 TURN = 1_700_000_000_000
@@ -104,7 +105,7 @@ def test_a_hanging_mcp_tool_ends_in_a_spoken_apology(bus_address: BusAddress, tm
     script.write_text(FLAKY_SERVER)
     mcp = [{"name": "flaky", "command": [sys.executable, str(script)], "allow": ["hang"]}]
     model = ScriptedModel(call_text("hang", seconds=600))
-    with ActorThread(tools_actor(tmp_path, mcp), bus_address), \
+    with actor_on_bus(tools_actor(tmp_path, mcp), bus_address, listen=(), timeout_s=40), \
             actor_on_bus(llm_with(model), bus_address, listen=("llm.",), timeout_s=40) as client:
         began = time.monotonic()
         client.publish(Transcript(turn=TURN, text="Please hang.", source="typed"))
@@ -122,7 +123,7 @@ def test_a_barge_in_during_a_call_says_nothing(bus_address: BusAddress, tmp_path
     script.write_text(FLAKY_SERVER)
     mcp = [{"name": "flaky", "command": [sys.executable, str(script)], "allow": ["hang"]}]
     model = ScriptedModel(call_text("hang", seconds=600))
-    with ActorThread(tools_actor(tmp_path, mcp), bus_address), \
+    with actor_on_bus(tools_actor(tmp_path, mcp), bus_address, listen=(), timeout_s=40), \
             actor_on_bus(llm_with(model, tool_timeout_s=30), bus_address, listen=("llm.", "tool.call"),
                          timeout_s=40) as client:
         client.publish(Transcript(turn=TURN, text="Please hang.", source="typed"))
@@ -144,7 +145,7 @@ def test_a_timer_set_by_a_turn_cut_before_its_answer_is_taken_back(bus_address: 
         yield "Timer set."
 
     model = ScriptedModel(call_text("set_timer", seconds=60, label="tea"), still_thinking)
-    with ActorThread(tools_actor(tmp_path), bus_address), \
+    with actor_on_bus(tools_actor(tmp_path), bus_address, listen=()), \
             actor_on_bus(llm_with(model), bus_address, listen=("llm.", "tool.")) as client:
         client.publish(Transcript(turn=TURN, text="Set a tea timer for a minute.", source="typed"))
         result = collect(client, [ToolResult], 20)[-1].msg
