@@ -116,7 +116,9 @@ async function openMic() {
   }
   const node = new AudioWorkletNode(captureCtx, "capture");
   node.port.onmessage = (e) => { if (e.data instanceof ArrayBuffer) sendAudio(e.data); };
-  source.connect(node);
+  const mute = captureCtx.createGain();  // some browsers run only nodes that lead to the speakers: silently
+  mute.gain.value = 0;
+  source.connect(node).connect(mute).connect(captureCtx.destination);
   return { node, stream, source };
 }
 
