@@ -11,7 +11,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -320,3 +323,32 @@ def test_a_gateway_without_a_token_answers_only_to_loopback_names(gateway: Gatew
         with urllib.request.urlopen(urllib.request.Request(gateway.url, headers={"Host": host}), timeout=10) as ok:
             assert ok.status == 200
     assert "is not this machine's loopback name" in wait_for_log(gateway, "web_request_refused")
+
+
+def test_the_web_command_starts_the_server_set_and_the_page_and_stops_on_ctrl_c(set_dir: Path) -> None:
+    with socket.socket() as probe:  # a free port for the page (the command prints the configured one)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (set_dir / "rocky-relay.toml").write_text(f'[bus]\npub = "ipc://{set_dir}/pub"\nsub = "ipc://{set_dir}/sub"\n')
+    settings = [*(s for s in FAST if not s.startswith("web.")), f"web.port={port}", f"web.state_dir={set_dir}/web",
+                f"logger.path={set_dir}/t.jsonl"]
+    command = [sys.executable, "-m", "launch.cli", "--config", str(set_dir / "rocky-relay.toml"),
+               *[a for s in settings for a in ("--set", s)], "web"]
+    web = subprocess.Popen(command, cwd=set_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert web.stderr is not None and web.stdout is not None
+        lines = []
+        for line in web.stderr:
+            lines.append(line)
+            if "ready on" in line:
+                break
+        assert any("web      ready  http://127.0.0.1" in line for line in lines), lines
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200
+        web.send_signal(signal.SIGINT)
+        assert web.wait(timeout=60) == 0
+        assert f"open http://127.0.0.1:{port}/" in web.stdout.read()
+    finally:
+        if web.poll() is None:
+            web.kill()
+            web.wait()
