@@ -144,12 +144,19 @@ class FrameCutter:
         return rest
 
 
+ASR_SESSION = f"{SESSION_PREFIX}asr"
+TTS_SESSION = f"{SESSION_PREFIX}tts"
+"""One session for every transcription, one for every synthesis (their turn ids tell them apart): a session
+each would fill the LLM's memory of sessions (64 held, 256 files) and push real conversations out."""
+CONVERSATION_PREFIX = f"{SESSION_PREFIX}c-"
+
+
 def conversation_session(conversation_id: str) -> str:
     """The bus session of a conversation: the LLM keeps memory per session. Ids Home Assistant mints (ULIDs)
     stay readable; anything else is hashed, so no client text shapes a topic beyond a plain name."""
     if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", conversation_id):
-        return f"{SESSION_PREFIX}{conversation_id}"
-    return f"{SESSION_PREFIX}h{hashlib.sha256(conversation_id.encode('utf-8', 'replace')).hexdigest()[:24]}"
+        return f"{CONVERSATION_PREFIX}{conversation_id}"
+    return f"{CONVERSATION_PREFIX}h{hashlib.sha256(conversation_id.encode('utf-8', 'replace')).hexdigest()[:24]}"
 
 
 OURS = Attribution(name="Rocky Relay (fan project)", url="")

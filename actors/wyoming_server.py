@@ -2,7 +2,7 @@
 
 Each operation is a turn of its own bus session, so the real stt, llm, persona and tts actors do the work
 and the logger writes the same record as for a satellite's turn (this side stands in for the mic and the
-player): `wyoming-asr-N` for a transcription, `wyoming-tts-N` for a synthesis, and `wyoming-<conversation
+player): in session `wyoming-asr` for a transcription, `wyoming-tts` for a synthesis, and `wyoming-c-<conversation
 id>` for the conversation agent, whose memory the LLM keeps per session, so per conversation.
 
 A transcription turn ends at its transcript: its reply is not wanted (Home Assistant sends the words to the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import re
 import time
 import uuid
@@ -34,6 +33,8 @@ from wyoming.server import AsyncEventHandler
 from wyoming.tts import SynthesizeStopped
 
 from actors.wyoming_protocol import (
+    ASR_SESSION,
+    TTS_SESSION,
     FrameCutter,
     WyomingProtocolError,
     audio_format,
@@ -46,7 +47,6 @@ from actors.wyoming_turns import Door, TurnStalled, TurnWatch
 from bus.messages import AudioFrame, ButtonEvent, CaptureEnd, Interrupt, Say, Transcript
 
 log = structlog.get_logger("wyoming")
-_numbers = itertools.count(1)
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -118,7 +118,7 @@ class WyomingHandler(AsyncEventHandler):
         elif kind == "synthesize" and self.streaming is None:  # while streaming it is the compatibility copy
             await self._synthesize(text_of(event))
         elif kind == "synthesize-start":
-            watch = self._begin(f"wyoming-tts-{next(_numbers)}")
+            watch = self._begin(TTS_SESSION)
             self.streaming, self.says, self.text_buffer = (watch, asyncio.create_task(self._play(watch))), 0, ""
             self.claimed = False
         elif kind == "synthesize-chunk" and self.streaming is not None and not self.claimed:
@@ -154,7 +154,7 @@ class WyomingHandler(AsyncEventHandler):
         if self.asr is None:
             if event.type == "audio-stop":
                 raise WyomingProtocolError("audio-stop without audio-start")
-            watch = self._begin(f"wyoming-asr-{next(_numbers)}")
+            watch = self._begin(ASR_SESSION)
             self.asr = watch, FrameCutter(audio_format(event))
             self.gate.publish(ButtonEvent(session=watch.session, turn=watch.turn, pressed=True, source="script"))
         watch, cutter = self.asr
@@ -219,7 +219,7 @@ class WyomingHandler(AsyncEventHandler):
             self.current = held
             await self._play(held)
             return
-        watch = self._begin(f"wyoming-tts-{next(_numbers)}")
+        watch = self._begin(TTS_SESSION)
         pieces, self.says = sentences(text) or [""], 0
         for i, piece in enumerate(pieces):
             self._say(watch, piece, last=i == len(pieces) - 1)

@@ -20,6 +20,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, async_read_event
 from wyoming.tts import Synthesize
 
+from actors.wyoming_protocol import ASR_SESSION, TTS_SESSION, conversation_session
 from audio.wav import is_silent, load_pcm16_mono, resample
 from bus.messages import TurnRecord
 from bus.sockets import BusClient
@@ -117,7 +118,7 @@ def test_stt_of_a_wav_at_another_rate_in_stereo(door: Door) -> None:
     assert kinds == ["transcript-start", "transcript-chunk", "transcript-stop", "transcript"], kinds
     text = text_of(events, "transcript")
     assert text and text == text_of(events, "transcript-chunk")
-    record = door.record("wyoming-asr-")
+    record = door.record(ASR_SESSION)
     assert record["text_in"] == text and record["source"] == "speech"
     # Its reply is not wanted (the words go to the conversation agent next): interrupted at the transcript.
     assert record["status"] == "interrupted" and record["stt_ms"] is not None and record["capture_ms"] > 1000
@@ -131,7 +132,7 @@ def test_tts_gives_pcm_at_the_voices_rate(door: Door) -> None:
     assert chunks and all(c.rate == 22050 for c in chunks) and events[-1].type == "audio-stop"
     pcm = np.frombuffer(b"".join(c.audio for c in chunks), dtype=np.int16)
     assert len(pcm) > 22050 and not is_silent(pcm) and first is not None
-    record = door.record("wyoming-tts-")
+    record = door.record(TTS_SESSION)
     assert record["status"] == "ok" and record["spoken_text"] == "Hello friend. I am Rocky, an engineer."
     assert record["tts_first_chunk_ms"] is not None and record["first_audio_at"] is not None
 
@@ -140,7 +141,7 @@ def test_a_conversation_remembers_what_was_said(door: Door) -> None:
     conversation = f"test-{uuid.uuid4().hex[:12]}"
     first = run(converse(HOST, door.port, "My name is Sam.", conversation))
     assert first[-1].type == "handled", first
-    door.record(f"wyoming-{conversation}")  # its audio, unfetched, is released after wyoming.reply_hold_s
+    door.record(conversation_session(conversation))  # its audio, unfetched, is released after wyoming.reply_hold_s
     events = run(converse(HOST, door.port, "What is my name?", conversation))
     kinds = [e.type for e in events]
     assert kinds[0] == "handled-start" and kinds[-2:] == ["handled-stop", "handled"] and "handled-chunk" in kinds
@@ -151,7 +152,7 @@ def test_a_conversation_remembers_what_was_said(door: Door) -> None:
     # Home Assistant asks for the reply's audio next: the audio our TTS made meanwhile serves it.
     audio, first_audio = run(synthesize(HOST, door.port, reply))
     assert first_audio is not None and audio[-1].type == "audio-stop"
-    record = door.record(f"wyoming-{conversation}")
+    record = door.record(conversation_session(conversation))
     assert record["status"] == "ok" and record["text_in"] == "What is my name?"
     assert record["release_to_first_audio_ms"] is not None and record["llm_first_token_ms"] is not None
 
@@ -166,7 +167,7 @@ def test_a_streamed_reply_streams_into_speech_from_its_own_audio(door: Door) -> 
     assert not is_silent(pcm)
     # No second synthesis: the next record is the conversation turn's, its audio went to the TTS client.
     record = door.record("wyoming-")
-    assert record["session"] == f"wyoming-{conversation}" and record["status"] == "ok"
+    assert record["session"] == conversation_session(conversation) and record["status"] == "ok"
     assert record["first_audio_at"] is not None
 
 
@@ -177,7 +178,7 @@ def test_streamed_text_of_our_own_is_spoken_a_sentence_at_a_time(door: Door) -> 
 
     speech, first = run(synthesize_streaming(HOST, door.port, pieces()))
     assert first is not None and speech[-1].type == "synthesize-stopped"
-    record = door.record("wyoming-tts-")
+    record = door.record(TTS_SESSION)
     assert record["status"] == "ok" and record["spoken_text"] == "Hello friend. I am Rocky."
 
 
@@ -215,9 +216,9 @@ def test_a_client_that_leaves_mid_stream_ends_only_its_own_turn(door: Door) -> N
             await read_until(client, {"audio-chunk"})
 
     run(leave_mid_audio())
-    assert door.record("wyoming-asr-")["status"] == "interrupted"
+    assert door.record(ASR_SESSION)["status"] == "interrupted"
     run(leave_mid_speech())
-    assert door.record("wyoming-tts-")["status"] == "interrupted"
+    assert door.record(TTS_SESSION)["status"] == "interrupted"
     assert run(describe(HOST, door.port)).tts  # still serving
 
 

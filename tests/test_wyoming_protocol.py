@@ -81,9 +81,9 @@ def test_client_audio_becomes_the_mics_frames(channels: int) -> None:
 
 
 def test_conversation_ids_become_plain_sessions() -> None:
-    assert conversation_session("01HZX3K9ABCDEF") == "wyoming-01HZX3K9ABCDEF"
+    assert conversation_session("01HZX3K9ABCDEF") == "wyoming-c-01HZX3K9ABCDEF"
     odd = conversation_session("../../etc/passwd*/x" + "y" * 100)
-    assert odd.startswith("wyoming-h") and "/" not in odd and "*" not in odd and len(odd) < 40
+    assert odd.startswith("wyoming-c-h") and "/" not in odd and "*" not in odd and len(odd) < 40
     assert odd == conversation_session("../../etc/passwd*/x" + "y" * 100)  # the same conversation, the same memory
 
 
