@@ -136,6 +136,8 @@ NOT_FUZZED = {
     "leds": "GPIO pins: tests/test_pi.py drives it through FakePins",
     "audible": "records the sound device; tests/test_audio_stack.py runs it on PulseAudio",
     "web": "publishes only for a connected tab; tests/test_web_gateway.py sends bad frames over its real socket",
+    "wyoming": "bus news reaches it only for turns its own TCP clients opened; tests/test_wyoming.py sends garbage "
+               "over its real socket, tests/test_wyoming_protocol.py tries the event reader's limits",
 }
 """Rows of actors/table.py without a fuzz case here, and where they are tested instead."""
 
