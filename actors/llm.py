@@ -28,6 +28,7 @@ from actors.llm_memory import ConversationMemory
 from actors.llm_prompt import Conversation, sayable, words_of
 from actors.llm_settings import LlmSettings
 from actors.llm_tools import ToolBox
+from bus.codec import Envelope
 from bus.messages import (
     Interrupt,
     LlmDone,
@@ -98,9 +99,9 @@ class LlmActor(Actor):
     def on_idle(self) -> None:
         self.tools.keep_warm(self)
 
-    @on(ToolCatalog)
-    def _catalogue(self, msg: ToolCatalog, _payload: bytes = b"") -> None:
-        self.tools.update(msg.tools)
+    def on_control(self, env: Envelope) -> None:
+        if isinstance(env.msg, ToolCatalog):  # the tools on offer (a control topic: every replica takes it)
+            self.tools.update(env.msg.tools)
 
     @on(ToolResult)
     def _late_result(self, msg: ToolResult, _payload: bytes = b"") -> None:

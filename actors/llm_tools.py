@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.llm_prompt import Conversation
 from actors.tools_builtin import BUILTIN, ToolError
-from bus.messages import Message, ToolCall, ToolCatalog, ToolCatalogAsk, ToolResult, ToolUsed, Transcript
+from bus.messages import Message, ToolCall, ToolCatalogAsk, ToolResult, ToolUsed, Transcript
 
 if TYPE_CHECKING:
     from actors.llm import LlmActor
@@ -114,10 +114,8 @@ class ToolBox:
         deadline = time.monotonic() + settings.tools_wait_s
         while (left := deadline - time.monotonic()) > 0:  # asked again: the first ask may leave before the link is up
             actor.publish(ToolCatalogAsk())
-            env = actor.wait_for(lambda m: isinstance(m, ToolCatalog), min(left, 0.5))
-            if env is not None:
-                assert isinstance(env.msg, ToolCatalog)
-                self.update(env.msg.tools)
+            actor.wait_for(lambda _m: False, min(left, 0.5), give_up=lambda: bool(self.remote))
+            if self.remote:  # the catalogue came (a control message: LlmActor.on_control took it)
                 break
         else:
             actor.log.warning("no_tool_catalogue", waited_s=settings.tools_wait_s,

@@ -116,7 +116,7 @@ ACTORS: tuple[ActorSpec, ...] = (
     ActorSpec("tools", "actors.tools:ToolsActor", ToolsSettings, (ToolCall, ToolCatalogAsk),
               (ToolResult, ToolCatalog, ToolUsed, Say), "server", sets=("local", "server", "typed", "wyoming")),
     ActorSpec("llm", "actors.llm:LlmActor", LlmSettings, (Transcript, VadEvent, Say, PlayerEvent, NewConversation,
-              ToolCatalog, ToolResult), (LlmToken, LlmDone, ToolCall, ToolCatalogAsk, ToolUsed), "server",
+              ToolResult), (LlmToken, LlmDone, ToolCall, ToolCatalogAsk, ToolUsed), "server",
               replicable=True, sets=("local", "server", "typed", "wyoming"),
               waited_on=lambda t: t.llm_done is None),
     ActorSpec("persona", "actors.persona:PersonaActor", PersonaSettings, (LlmToken, LlmDone), (Say,), "server",

@@ -1,6 +1,6 @@
 """The tools actor: owns the timers and the MCP servers, runs the llm's calls to them, rings timers.
 
-Subscribes to `tool.call` and `tool.ask`; publishes `tool.result` for each call and its `tool.catalog` (the
+Subscribes to `tool.call` and `tool.ask`; publishes `tool.result` for each call and its `ctl.tools` catalogue (the
 schemas it runs: the timer tools and every allowed MCP tool) when asked, when it changes and whenever an llm
 announces itself ready. Timers live in a private JSON file (actors/timers.py), so one set before a
 restart of this actor, or of the llm, still rings. When one rings, this actor starts a turn nobody asked

@@ -43,11 +43,12 @@ class ToolResult(Message):
     """The result (ok) or the error, in words."""
 
 
-@message("toolcat", topic="tool.catalog")
+@message("toolcat", topic="ctl.tools")
 @dataclass(frozen=True, kw_only=True)
 class ToolCatalog(Message):
-    """The tools the tools actor runs, as OpenAI-style function schemas (sent when it starts and when an llm
-    announces itself ready)."""
+    """The tools the tools actor runs, as OpenAI-style function schemas (sent when asked, when it changes and
+    when an llm announces itself ready). A control topic: every llm replica takes it, whatever session it
+    serves."""
 
     tools: list[dict[str, Any]] = field(default_factory=list)
 

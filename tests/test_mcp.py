@@ -84,7 +84,7 @@ def tools_actor(bus_address: BusAddress, tmp_path: Path, mcp: list[dict[str, Any
                 call_timeout_s: float = 5.0) -> Iterator[BusClient]:
     settings = ToolsSettings(timers_path=str(tmp_path / "timers.json"), call_timeout_s=call_timeout_s,
                              start_timeout_s=20.0, mcp=mcp)
-    with actor_on_bus(ToolsActor(settings), bus_address, listen=("tool.",), timeout_s=40.0) as client:
+    with actor_on_bus(ToolsActor(settings), bus_address, listen=("tool.", "ctl.tools"), timeout_s=40.0) as client:
         yield client
     deadline = time.monotonic() + 10
     while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
