@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,26 @@ def spoken_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
     return " ".join(parts) or "0 seconds"
+
+
+def seconds_until(clock_time: Any, now: datetime | None = None) -> float:
+    """Seconds from `now` (local) to the next `HH:MM` ("7:30", "19:05", "7:30 pm"): an alarm is a timer."""
+    text = str(clock_time).strip().lower().replace(".", "")
+    half = text[-2:] if text.endswith(("am", "pm")) else ""
+    hour_text, _, minute_text = text.removesuffix(half).strip().partition(":")
+    try:
+        hour, minute = int(hour_text), int(minute_text or 0)
+    except ValueError:
+        raise ToolError(f"{clock_time!r} is not a clock time like 07:30") from None
+    if half:
+        hour = hour % 12 + (12 if half == "pm" else 0)
+    if not (0 <= hour < 24 and 0 <= minute < 60):
+        raise ToolError(f"{clock_time!r} is not a clock time like 07:30")
+    now = now or datetime.now().astimezone()
+    then = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if then <= now:
+        then += timedelta(days=1)
+    return (then - now).total_seconds()
 
 
 class TimerStore:

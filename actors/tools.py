@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from actors.base import Actor, on
 from actors.llm_memory import state_path
 from actors.mcp_client import McpHub, parse_specs
-from actors.timers import TimerStore, spoken_duration
+from actors.timers import TimerStore, seconds_until, spoken_duration
 from actors.tools_builtin import ToolError, schema
 from bus.codec import Envelope
 from bus.messages import Ready, Say, ToolCall, ToolCatalog, ToolCatalogAsk, ToolResult, ToolUsed
@@ -41,15 +41,15 @@ class ToolsSettings:
 
 
 TIMER_TOOLS: dict[str, dict[str, Any]] = {
-    "set_timer": schema("set_timer", "Start a timer or alarm that rings after some seconds.",
-                        seconds=("integer", "how long"), label=("string", "what it is for")),
+    "set_timer": schema("set_timer", "Start a timer (after some seconds) or an alarm (at a clock time).",
+                        seconds=("integer", "how long"), at=("string", "or a time, HH:MM"),
+                        label=("string", "what it is for")),
     "cancel_timer": schema("cancel_timer", "Cancel timers, all or those with a label.",
                            label=("string", "empty for all")),
     "timer_left": schema("timer_left", "How long each timer has left."),
 }
-for _spec in TIMER_TOOLS.values():  # the label is optional
-    _spec["function"]["parameters"]["required"] = [r for r in _spec["function"]["parameters"]["required"]
-                                                   if r != "label"]
+for _spec in TIMER_TOOLS.values():  # only a timer's length (or its time) is needed
+    _spec["function"]["parameters"]["required"] = []
 
 
 class ToolsActor(Actor):
@@ -132,7 +132,8 @@ class ToolsActor(Actor):
         assert self.store is not None
         args = msg.arguments
         if msg.name == "set_timer":
-            timer = self.store.add(msg.session, args.get("seconds"), args.get("label", ""), msg.turn)
+            seconds = seconds_until(args["at"]) if args.get("at") else args.get("seconds")
+            timer = self.store.add(msg.session, seconds, args.get("label", ""), msg.turn)
             self.undone[msg.call_id] = timer.id
             while len(self.undone) > 64:
                 self.undone.pop(next(iter(self.undone)))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from actors.llm_tools import apology, opens_call, parse_call
-from actors.timers import TimerStore, spoken_duration
+from actors.timers import TimerStore, seconds_until, spoken_duration
 from actors.tools_builtin import ToolError, calculate, get_time
 
 
@@ -93,3 +93,13 @@ def test_a_broken_timers_file_is_set_aside_not_fatal(tmp_path: Path) -> None:
     store = TimerStore(path)
     assert store.timers == {} and "set aside" in store.problem
     assert (tmp_path / "timers.json.bad").read_text() == "{not json"
+
+
+def test_an_alarm_is_a_timer_until_the_next_such_clock_time() -> None:
+    evening = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    assert seconds_until("19:05", evening) == 65 * 60
+    assert seconds_until("7:30 pm", evening) == 90 * 60 and seconds_until("6 PM", evening) == 24 * 3600
+    assert seconds_until("07:00", evening) == 13 * 3600  # tomorrow morning
+    for bad in ("soon", "25:00", "7:75", ""):
+        with pytest.raises(ToolError, match="not a clock time"):
+            seconds_until(bad, evening)
