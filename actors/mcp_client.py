@@ -1,6 +1,7 @@
 """MCP servers as supervised children of the tools actor: started over stdio, their allowed tools offered.
 
-Each `[[tools.mcp]]` entry names a server (`name`, `command = [...]`, `allow = [...]`, optional `env`). The
+Each `[[tools.mcp]]` entry names a server (`name`, `command = [...]`, `allow = [...]`, optional `env`; or
+`url = "http://host:port/mcp"` for a streamable-HTTP server that runs on its own). The
 `mcp` SDK's stdio client runs them on one asyncio loop in a background thread, so the actor's own loop
 never blocks: a call returns a `concurrent.futures.Future`. A server that does not start, stops answering
 pings or dies is restarted with backoff (1 s doubling to 30 s), like an actor; while it is down its tools
@@ -34,8 +35,11 @@ MAX_RESULT_CHARS = 2000
 class McpServerSpec:
     name: str
     command: list[str]
+    """The server to start (stdio); empty when `url` names one already running."""
     allow: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+    """A streamable-HTTP server (http://host:port/mcp), not started here: only connected to, and again when lost."""
 
 
 def parse_specs(rows: list[dict[str, Any]]) -> list[McpServerSpec]:
@@ -43,21 +47,25 @@ def parse_specs(rows: list[dict[str, Any]]) -> list[McpServerSpec]:
     specs: list[McpServerSpec] = []
     for i, row in enumerate(rows):
         where = f"tools.mcp[{i}]"
-        unknown = set(row) - {"name", "command", "allow", "env"}
+        unknown = set(row) - {"name", "command", "allow", "env", "url"}
         if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)} (use name, command, allow, env)")
-        command = row.get("command")
-        if not isinstance(command, list) or not command or not all(isinstance(c, str) and c for c in command):
-            raise ValueError(f"{where}: command must be a list of strings, e.g. [\"mcp-server-time\"]")
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)} (use name, command or url, allow, env)")
+        url, command = row.get("url", ""), row.get("command", [] if "url" in row else None)
+        if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+            raise ValueError(f"{where}: url must be http://HOST:PORT/PATH of a streamable-HTTP MCP server")
+        if (url and command) or (not url and not (isinstance(command, list) and command
+                                                  and all(isinstance(c, str) and c for c in command))):
+            raise ValueError(f"{where}: command must be a list of strings, e.g. [\"mcp-server-time\"] "
+                             "(or give url instead, not both)")
         allow, env = row.get("allow", []), row.get("env", {})
         if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
             raise ValueError(f"{where}: allow must be a list of tool names (or [\"*\"])")
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise ValueError(f"{where}: env must be a table of strings")
-        name = str(row.get("name") or os.path.basename(command[0]))
+        name = str(row.get("name") or (os.path.basename(command[0]) if command else url))
         if name in {s.name for s in specs}:
             raise ValueError(f"{where}: a second server named {name!r}; give each a name")
-        specs.append(McpServerSpec(name, list(command), list(allow), dict(env)))
+        specs.append(McpServerSpec(name, list(command or []), list(allow), dict(env), url))
     return specs
 
 
@@ -104,14 +112,22 @@ class McpServer:
             await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
             failures += 1
 
-    async def _serve(self) -> None:
-        from mcp import ClientSession
+    def _transport(self, quiet: Any) -> Any:
+        if self.spec.url:
+            from mcp.client.streamable_http import streamable_http_client
+
+            return streamable_http_client(self.spec.url)
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         params = StdioServerParameters(command=self.spec.command[0], args=self.spec.command[1:],
                                        env={**os.environ, **self.spec.env} if self.spec.env else None)
+        return stdio_client(params, errlog=quiet)
+
+    async def _serve(self) -> None:
+        from mcp import ClientSession
+
         with open(os.devnull, "w") as quiet:  # a server's stderr chatter is not ours to print
-            async with stdio_client(params, errlog=quiet) as (read, write), ClientSession(read, write) as session:
+            async with self._transport(quiet) as (read, write), ClientSession(read, write) as session:
                 await asyncio.wait_for(session.initialize(), self.start_timeout_s)
                 listed = await asyncio.wait_for(session.list_tools(), self.start_timeout_s)
                 everything = "*" in self.spec.allow

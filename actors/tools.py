@@ -36,8 +36,9 @@ class ToolsSettings:
     start_timeout_s: float = 10.0
     """Longest an MCP server may take to start and list its tools before it counts as failed."""
     mcp: list[dict[str, Any]] = field(default_factory=list)
-    """MCP servers over stdio, one `[[tools.mcp]]` table each: name, command = ["prog", "arg"], allow = the tool
-    names offered to the model (["*"]: all), env = extra environment. Supervised: restarted when they die."""
+    """MCP servers, one `[[tools.mcp]]` table each: name, command = ["prog", "arg"] (stdio, started and
+    supervised here: restarted when they die) or url = "http://host:port/mcp" (streamable HTTP, connected to),
+    allow = the tool names offered to the model (["*"]: all), env = extra environment."""
 
 
 TIMER_TOOLS: dict[str, dict[str, Any]] = {
@@ -79,7 +80,7 @@ class ToolsActor(Actor):
             time.sleep(0.05)  # only at start: the servers list their tools before the first catalogue
 
     def backend(self) -> str:
-        servers = ", ".join(f"{s.name} {s.command[0]}" for s in self.specs)
+        servers = ", ".join(f"{s.name} {s.url or s.command[0]}" for s in self.specs)
         return f"timers {self.settings.timers_path}" + (f"; mcp {servers}" if servers else "")
 
     def on_stop(self) -> None:

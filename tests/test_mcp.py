@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,7 +97,7 @@ def tools_actor(bus_address: BusAddress, tmp_path: Path, mcp: list[dict[str, Any
 
 def test_a_bad_mcp_entry_is_refused_naming_it() -> None:
     for row, why in (({"command": "mcp-server-time"}, "list of strings"), ({"command": []}, "list of strings"),
-                     ({"command": ["x"], "allow": "all"}, "allow must be"), ({"command": ["x"], "url": 1}, "unknown"),
+                     ({"command": ["x"], "allow": "all"}, "allow must be"), ({"command": ["x"], "port": 1}, "unknown"),
                      ({"command": ["x"], "env": {"A": 1}}, "env must be")):
         with pytest.raises(ValueError, match=rf"tools\.mcp\[0\]: .*{why}"):
             parse_specs([row])
@@ -141,3 +144,43 @@ def test_a_hanging_failing_or_dying_server_ends_each_call_with_a_reason(bus_addr
         catalogue(client, until=[*TIMER_TOOLS])
         catalogue(client, until=[*TIMER_TOOLS, "hang", "boom", "die"], timeout_s=30)
         assert ask(client, "boom", {}, call_id=4).result.startswith("boom on flaky failed")
+
+
+HTTP_SERVER = '''
+import sys
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("adder")
+
+@server.tool()
+def add(a: int, b: int) -> str:
+    """Adds two numbers."""
+    return str(a + b)
+
+server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+'''
+
+
+def test_a_streamable_http_server_is_connected_to_by_url(bus_address: BusAddress, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="url must be http"):
+        parse_specs([{"url": "ftp://x"}])
+    with pytest.raises(ValueError, match="not both"):
+        parse_specs([{"url": "http://127.0.0.1:1/mcp", "command": ["x"]}])
+    elsewhere = Path(tempfile.mkdtemp(prefix="rr-mcp-http-"))  # the test's own server: not the actor's child
+    script = elsewhere / "http_server.py"
+    script.write_text(HTTP_SERVER)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        mcp = [{"name": "adder", "url": f"http://127.0.0.1:{port}/mcp", "allow": ["add"]}]
+        with tools_actor(bus_address, tmp_path, mcp) as client:
+            catalogue(client, until=[*TIMER_TOOLS, "add"], timeout_s=40)  # retried until the server listens
+            result = ask(client, "add", {"a": 4821, "b": 7396}, call_id=1)
+            assert result.ok and result.result == "12217", result
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(elsewhere, ignore_errors=True)
