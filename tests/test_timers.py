@@ -11,6 +11,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import Say, ToolCall, ToolResult, TurnRecord
-from bus.sockets import BusAddress, BusClient
+from bus.sockets import BusClient
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
 from tests.helpers import processes_mentioning
@@ -38,11 +39,20 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def launched(workdir: Path) -> tuple[Supervisor, BusAddress]:
+@contextmanager
+def launched(workdir: Path) -> Iterator[tuple[Supervisor, BusClient]]:
+    """The typed set running, and a client reading clauses, tool answers and records."""
     config = load_config(None, [*FAST, f"bus.pub=ipc://{workdir}/pub", f"bus.sub=ipc://{workdir}/sub",
                                 f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl",
                                 f"tools.timers_path={workdir}/timers.json"])
-    return Supervisor(config, config.sets["typed"], log_dir=workdir / "actors"), bus_address(config)
+    with Supervisor(config, config.sets["typed"], log_dir=workdir / "actors") as supervisor:
+        supervisor.start(timeout_s=60)
+        client = BusClient(bus_address(config), ("say", "tool.", "turn.record"), name="test")
+        try:
+            prove_path(client)
+            yield supervisor, client
+        finally:
+            client.close()
 
 
 def call(client: BusClient, session: str, call_id: int, name: str, **arguments: Any) -> ToolResult:
@@ -73,22 +83,15 @@ def rings(client: BusClient, count: int, timeout_s: float) -> tuple[list[Say], l
 
 
 def test_a_timer_rings_as_its_own_turn_on_the_session_that_set_it(workdir: Path) -> None:
-    supervisor, address = launched(workdir)
-    with supervisor:
-        supervisor.start(timeout_s=60)
-        client = BusClient(address, ("say", "tool.", "turn.record"), name="test")
-        try:
-            prove_path(client)
-            set_at = time.monotonic()
-            tea = call(client, "kitchen", 1, "set_timer", seconds=3, label="tea")
-            eggs = call(client, "garage", 2, "set_timer", seconds=5, label="eggs")
-            assert tea.ok and tea.result == "tea timer set for 3 seconds" and eggs.ok, (tea, eggs)
-            left = call(client, "kitchen", 3, "timer_left")
-            assert left.ok and left.result.startswith("tea: ") and "eggs" not in left.result, left
-            says, records = rings(client, 2, timeout_s=30)
-            rang_after_s = time.monotonic() - set_at
-        finally:
-            client.close()
+    with launched(workdir) as (_supervisor, client):
+        set_at = time.monotonic()
+        tea = call(client, "kitchen", 1, "set_timer", seconds=3, label="tea")
+        eggs = call(client, "garage", 2, "set_timer", seconds=5, label="eggs")
+        assert tea.ok and tea.result == "tea timer set for 3 seconds" and eggs.ok, (tea, eggs)
+        left = call(client, "kitchen", 3, "timer_left")
+        assert left.ok and left.result.startswith("tea: ") and "eggs" not in left.result, left
+        says, records = rings(client, 2, timeout_s=30)
+        rang_after_s = time.monotonic() - set_at
     assert rang_after_s >= 5  # the second timer's time, not before
     by_session = {r["session"]: r for r in records}
     assert set(by_session) == {"kitchen", "garage"}
@@ -104,39 +107,25 @@ def test_a_timer_rings_as_its_own_turn_on_the_session_that_set_it(workdir: Path)
 
 
 def test_cancel_stops_a_timer_from_ringing(workdir: Path) -> None:
-    supervisor, address = launched(workdir)
-    with supervisor:
-        supervisor.start(timeout_s=60)
-        client = BusClient(address, ("say", "tool.", "turn.record"), name="test")
-        try:
-            prove_path(client)
-            assert call(client, "kitchen", 1, "set_timer", seconds=2, label="pasta").ok
-            assert call(client, "kitchen", 2, "set_timer", seconds=3).ok
-            cancelled = call(client, "kitchen", 3, "cancel_timer", label="pasta")
-            assert cancelled.result == "cancelled 1 timer"
-            _says, records = rings(client, 1, timeout_s=20)
-            assert call(client, "kitchen", 4, "timer_left").result == "there is no timer running"
-        finally:
-            client.close()
+    with launched(workdir) as (_supervisor, client):
+        assert call(client, "kitchen", 1, "set_timer", seconds=2, label="pasta").ok
+        assert call(client, "kitchen", 2, "set_timer", seconds=3).ok
+        cancelled = call(client, "kitchen", 3, "cancel_timer", label="pasta")
+        assert cancelled.result == "cancelled 1 timer"
+        _says, records = rings(client, 1, timeout_s=20)
+        assert call(client, "kitchen", 4, "timer_left").result == "there is no timer running"
     assert records[0]["spoken_text"] == "Ding ding! Your timer is done."
 
 
 def test_a_timer_outlives_a_restart_of_the_actor_that_owns_it(workdir: Path) -> None:
-    supervisor, address = launched(workdir)
-    with supervisor:
-        supervisor.start(timeout_s=60)
-        client = BusClient(address, ("say", "tool.", "turn.record"), name="test")
-        try:
-            prove_path(client)
-            assert call(client, "kitchen", 1, "set_timer", seconds=4, label="bread").ok
-            killed = supervisor.pid("tools")
-            assert killed is not None
-            os.kill(killed, signal.SIGKILL)
-            ready = wait_for_actors(client, {"tools"}, timeout_s=30, pids=supervisor.pid)
-            assert ready["tools"].pid != killed
-            assert call(client, "kitchen", 2, "timer_left").result.startswith("bread: ")
-            _says, records = rings(client, 1, timeout_s=30)
-        finally:
-            client.close()
+    with launched(workdir) as (supervisor, client):
+        assert call(client, "kitchen", 1, "set_timer", seconds=4, label="bread").ok
+        killed = supervisor.pid("tools")
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        ready = wait_for_actors(client, {"tools"}, timeout_s=30, pids=supervisor.pid)
+        assert ready["tools"].pid != killed
+        assert call(client, "kitchen", 2, "timer_left").result.startswith("bread: ")
+        _says, records = rings(client, 1, timeout_s=30)
     assert supervisor.restarts("tools") == 1
     assert records[0]["session"] == "kitchen" and records[0]["spoken_text"] == "Ding ding! Your bread timer is done."
