@@ -118,7 +118,7 @@ ACTORS: tuple[ActorSpec, ...] = (
     ActorSpec("llm", "actors.llm:LlmActor", LlmSettings, (Transcript, VadEvent, Say, PlayerEvent, NewConversation,
               ToolResult), (LlmToken, LlmDone, ToolCall, ToolCatalogAsk, ToolUsed), "server",
               replicable=True, sets=("local", "server", "typed", "wyoming"),
-              waited_on=lambda t: t.llm_done is None),
+              waited_on=lambda t: t.llm_done is None and not t.unasked),  # a ringing timer needs no llm
     ActorSpec("persona", "actors.persona:PersonaActor", PersonaSettings, (LlmToken, LlmDone), (Say,), "server",
               replicable=True, sets=("local", "server", "typed", "wyoming"), waited_on=lambda t: not t.said_last),
     ActorSpec("tts", "actors.tts:TtsActor", TtsSettings, (Say,), (AudioChunk,), "server", replicable=True,
