@@ -24,20 +24,19 @@ from actors.wyoming_protocol import ASR_SESSION, TTS_SESSION, conversation_sessi
 from audio.wav import is_silent, load_pcm16_mono, resample
 from bus.messages import TurnRecord
 from bus.sockets import BusClient
-from launch.bench_doors import (
-    QUESTION_WAV,
+from launch.bench_doors import QUESTION_WAV, free_port
+from launch.config import bus_address, load_config
+from launch.supervisor import Supervisor
+from launch.wyoming_client import (
     converse,
     converse_into_speech,
     describe,
-    free_port,
     read_until,
     synthesize,
     synthesize_streaming,
     text_of,
     transcribe,
 )
-from launch.config import bus_address, load_config
-from launch.supervisor import Supervisor
 
 # The module's set loads every model on the first test: a loaded 2-core machine needs more than 300 s.
 pytestmark = [pytest.mark.models, pytest.mark.timeout(1200)]

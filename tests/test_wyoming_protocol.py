@@ -23,7 +23,8 @@ from actors.wyoming_protocol import (
 )
 from actors.wyoming_settings import WyomingSettings
 from bus.sockets import BusAddress
-from launch.bench_doors import describe, free_port, read_until
+from launch.bench_doors import free_port
+from launch.wyoming_client import describe, read_until
 from tests.helpers import ActorThread
 
 
