@@ -35,6 +35,7 @@ from bus.messages import (
     Ping,
     Ready,
     Shutdown,
+    ToolCatalog,
     kinds_of,
     topic_for,
 )
@@ -58,8 +59,9 @@ class Envelope:
 
 BROADCAST = "*"
 """The scope of messages every peer may read. `quote` escapes `*`, so no session's scope is ever this."""
-BROADCAST_TYPES = (Ping, Ready, Shutdown, ActorDown)
-"""Presence (they carry the default session whoever sends them) and the server's control of its actors;
+BROADCAST_TYPES = (Ping, Ready, Shutdown, ActorDown, ToolCatalog)
+"""Presence (they carry the default session whoever sends them) and the server's control of its actors (the
+tools its llm offers included: a satellite may not put schemas into every session's prompt);
 the server's heartbeats are broadcast too (`scope_of`). Everything else belongs to its session."""
 KINDS = tuple(sorted({kind for cls in TOPICS for kind in kinds_of(cls)}))
 """Every message kind (bare topic) there is."""
