@@ -91,6 +91,9 @@ class Actor:
         self._pending: deque[Envelope] = deque()
         self._cancelled: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.stopping = False
+        self.serving = False
+        """`on_start` has returned: only then does a `Ping` get a `Ready` (a start that waits on the bus, as the
+        llm's wait for the tool catalogue does, must not tell the launcher it is ready while it still loads)."""
 
     # --- hooks -------------------------------------------------------------------
     def on_start(self) -> None:
@@ -187,6 +190,7 @@ class Actor:
         self.connect(address)
         try:
             self.on_start()
+            self.serving = True
             self.log.info("ready", backend=self.backend())
             self._announce_ready(nonce=0)
             while not self.stopping:
@@ -210,7 +214,8 @@ class Actor:
         if not env.topic.startswith(CONTROL_PREFIX):
             return False
         if isinstance(msg, Ping):
-            self._announce_ready(msg.nonce)
+            if self.serving:
+                self._announce_ready(msg.nonce)
         elif isinstance(msg, Shutdown):
             # A satellite's launcher stops its own actors only, never the server's or another satellite's.
             mine = not self.only_session or msg.session == self.only_session
