@@ -47,6 +47,20 @@ class LinkWatch:
         return False
 
 
+FORGET_LOST_AFTER_S = 600.0
+"""A satellite lost this long is forgotten: each closed browser tab is a satellite that never comes back,
+and the logger must not keep one watch per tab ever opened."""
+
+
+def forget_long_lost(watches: dict[str, LinkWatch], at: float, after_s: float = FORGET_LOST_AFTER_S) -> list[str]:
+    """Drop the watches of links lost more than `after_s` ago; the sessions dropped."""
+    gone = [session for session, watch in watches.items()
+            if not watch.up and watch.last_beat is not None and at - watch.last_beat > after_s]
+    for session in gone:
+        del watches[session]
+    return gone
+
+
 @dataclass
 class ClockOffsets:
     """Per satellite session: how far its clock is ahead of this host's, from beat round trips.

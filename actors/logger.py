@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from actors.base import Actor
-from actors.link import HEARTBEAT_S, HOST, ClockOffsets, LinkWatch
+from actors.link import HEARTBEAT_S, HOST, ClockOffsets, LinkWatch, forget_long_lost
 from actors.logger_deadlines import StageProgress, silent_player
 from actors.logger_settings import DEADLINE_CHECK_S, RECOVERED_TIMEOUT_S, RETRY_S, LoggerSettings, json_safe
 from actors.logger_store import Journal, RecordFile, SavedRecords, StoreWriteError
@@ -205,6 +205,9 @@ class LoggerActor(Actor):
                 stage, reason = silent_player(session, self.satellite_hosts.get(session, ""),
                                               self.link_timeout_s)
                 self._fail_turns(lambda timeline, s=session: timeline.session == s, stage, reason)  # type: ignore[misc]
+        for session in forget_long_lost(self.satellites, t):
+            self.satellite_hosts.pop(session, None)
+            self.clocks.samples.pop(session, None)
         if self.earcon_due and t >= self.earcon_deadline:
             self.log.warning("player_not_back", turns=[e.turn for e in self.earcon_due])
             self.earcon_due = []
