@@ -34,6 +34,7 @@ from wyoming.tts import SynthesizeStopped
 
 from actors.wyoming_protocol import (
     ASR_SESSION,
+    BUS_RATE,
     TTS_SESSION,
     FrameCutter,
     WyomingProtocolError,
@@ -47,6 +48,8 @@ from actors.wyoming_turns import Door, TurnStalled, TurnWatch
 from bus.messages import AudioFrame, ButtonEvent, CaptureEnd, Interrupt, Say, Transcript
 
 log = structlog.get_logger("wyoming")
+MAX_SPEECH_S = 60
+"""The longest transcription taken (the stt actor keeps no more of a turn)."""
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -161,6 +164,8 @@ class WyomingHandler(AsyncEventHandler):
         if event.type == "audio-chunk":
             for frame in cutter.feed(event):
                 self._frame(watch, frame)
+            if cutter.samples > MAX_SPEECH_S * BUS_RATE:  # the stt keeps no more: a stuck stream is refused
+                raise WyomingProtocolError(f"more than {MAX_SPEECH_S} s of audio in one transcription")
         elif event.type == "audio-stop":
             if rest := cutter.rest():
                 self._frame(watch, rest)

@@ -134,6 +134,24 @@ def test_the_actor_serves_describe_and_limits_its_clients(bus_address: BusAddres
     assert models == ["stt (not announced yet)"]  # no stt actor on this bus
 
 
+def test_a_transcription_longer_than_a_minute_is_refused(bus_address: BusAddress) -> None:
+    port = free_port()
+    actor = WyomingActor(WyomingSettings(host="127.0.0.1", port=port, zeroconf=False))
+    second = bytes(32000)
+
+    async def stream_too_long() -> list[Event]:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for _ in range(61):
+                await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=second).event())
+            return await read_until(client, {"error"})
+
+    with ActorThread(actor, bus_address):
+        assert actor.started.wait(20) and not actor.start_error
+        events = asyncio.run(asyncio.wait_for(stream_too_long(), 30))
+    assert events[-1].type == "error" and "more than 60 s" in events[-1].data["text"]
+
+
 def test_a_taken_port_is_a_start_error_that_names_it(bus_address: BusAddress) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
