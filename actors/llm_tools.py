@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from actors.llm_prompt import Conversation
+from actors.tool_shortcuts import direct_call
 from actors.tools_builtin import BUILTIN, ToolError
 from bus.messages import Message, ToolCall, ToolCatalogAsk, ToolResult, ToolUsed, Transcript
 
@@ -38,7 +39,8 @@ TOOL_HINTS = re.compile(
     r"|\d[\d,.]*\s*(\+|-|\*|x|\u00d7|/|plus|minus|times|divided by|multiplied by|over)\s*\d", re.IGNORECASE)
 """Questions that name the time, a date, a timer or a sum of numbers. This small model, shown examples of
 plain answers, guesses them instead of calling a tool; for these it is asked straight away for the call
-(which tool and its arguments are still its choice), saving the first tokens of a guess too."""
+(which tool and its arguments are still its choice, unless the question holds the whole call:
+actors/tool_shortcuts.py), saving the first tokens of a guess too."""
 _ids = itertools.count(1)
 
 
@@ -184,7 +186,8 @@ class ToolTurn:
         hinted = self.settings.tool_hints and bool(TOOL_HINTS.search(self.msg.text))
         for round_ in range(self.settings.tool_rounds + 1):
             held: list[str] = []
-            verdict: bool | None = True if round_ == 0 and hinted and self._takes_prefix() else None
+            direct = direct_call(self.msg.text) if round_ == 0 and hinted else None
+            verdict: bool | None = True if direct or (round_ == 0 and hinted and self._takes_prefix()) else None
             for piece in () if verdict else stream:
                 held.append(piece)
                 verdict = opens_call("".join(held))
@@ -197,14 +200,17 @@ class ToolTurn:
             close = getattr(raw, "close", None)
             if close is not None:
                 close()  # the free reply is dropped (and the model's generation ended) before the next
-            call_text = self._call_text("".join(held), conversation)
-            if self.cancelled():
-                return
-            try:
-                name, arguments = parse_call(call_text)
-            except ToolError as exc:
-                yield apology(str(exc))
-                return
+            if direct is not None:
+                name, arguments = direct
+            else:
+                call_text = self._call_text("".join(held), conversation)
+                if self.cancelled():
+                    return
+                try:
+                    name, arguments = parse_call(call_text)
+                except ToolError as exc:
+                    yield apology(str(exc))
+                    return
             outcome = self.run(name, arguments)
             if self.cancelled():
                 return

@@ -51,8 +51,9 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_WORDS = {"plus": "+", "minus": "-", "times": "*", "x": "*", "\u00d7": "*", "divided by": "/", "over": "/",
-          "\u00f7": "/"}
+OPERATOR_WORDS = {"plus": "+", "minus": "-", "multiplied by": "*", "times": "*", "x": "*", "\u00d7": "*",
+                  "divided by": "/", "over": "/", "\u00f7": "/"}
+"""Spoken and typographic operators, and the symbol each one is computed as."""
 
 
 def _evaluate(node: ast.AST) -> int | float:
@@ -84,7 +85,7 @@ def calculate(args: dict[str, Any]) -> str:
     if len(expression) > MAX_EXPRESSION_CHARS:
         raise ToolError(f"the expression is too long (at most {MAX_EXPRESSION_CHARS} characters)")
     text = expression.lower().replace(",", "").replace("^", "**")
-    for word, symbol in _WORDS.items():
+    for word, symbol in OPERATOR_WORDS.items():
         text = text.replace(word, symbol)
     try:
         tree = ast.parse(text.strip(), mode="eval")

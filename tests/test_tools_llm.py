@@ -86,7 +86,9 @@ def until_done(client: BusClient, timeout_s: float = 20.0) -> list[Envelope]:
 def test_the_result_goes_back_to_the_model_and_its_reply_is_spoken(bus_address: BusAddress) -> None:
     model = ScriptedModel(call_text("calculate", expression="4821 + 7396"), "4821 plus 7396 is 12217.")
     with actor_on_bus(llm_with(model, tools_wait_s=0.5), bus_address, listen=("llm.",)) as client:
-        client.publish(Transcript(turn=TURN, text="What is 4821 plus 7396?", source="typed"))
+        # In words: no sum written out for actors/tool_shortcuts.py to take, so the model writes the call.
+        client.publish(Transcript(turn=TURN, text="Add four thousand eight hundred twenty-one and seven thousand "
+                                                  "three hundred ninety-six.", source="typed"))
         seen = until_done(client)
     (used,) = of_type(seen, ToolUsed)
     assert (used.name, used.arguments, used.result, used.ok) == ("calculate", {"expression": "4821 + 7396"},
@@ -98,6 +100,21 @@ def test_the_result_goes_back_to_the_model_and_its_reply_is_spoken(bus_address: 
     assert first.tools and first.steps == () and "calculate" in json.dumps(first.tools)
     assert second.steps == ((json.dumps({"name": "calculate", "arguments": {"expression": "4821 + 7396"}}),
                              "12217"),)
+
+
+def test_a_sum_written_in_the_question_is_called_at_once_and_the_model_only_words_it(
+        bus_address: BusAddress) -> None:
+    model = ScriptedModel("4821 plus 7396 is 12217.")
+    with actor_on_bus(llm_with(model, tools_wait_s=0.5), bus_address, listen=("llm.",)) as client:
+        client.publish(Transcript(turn=TURN, text="What is 4821 plus 7396?", source="typed"))
+        seen = until_done(client)
+    (used,) = of_type(seen, ToolUsed)
+    assert (used.name, used.arguments, used.result, used.ok) == ("calculate", {"expression": "4821 + 7396"},
+                                                                 "12217", True)
+    (done,) = of_type(seen, LlmDone)
+    assert done.text == "4821 plus 7396 is 12217." and not done.cancelled
+    (asked,) = model.seen  # one generation: the answer, with the call and its result already in it
+    assert asked.steps == ((json.dumps({"name": "calculate", "arguments": {"expression": "4821 + 7396"}}), "12217"),)
 
 
 def test_a_hanging_mcp_tool_ends_in_a_spoken_apology(bus_address: BusAddress, tmp_path: Path) -> None:
