@@ -111,8 +111,8 @@ class OpenAiHttpGenerator:
             conn.connect()
         except OSError as exc:
             conn.close()
-            raise LlmServerDown(f"llm server {self.url} is not answering ({_why(exc, self.settings)}): "
-                                f"{START_HINT}") from exc
+            why = why_unreachable(exc, self.settings.connect_timeout_s)
+            raise LlmServerDown(f"llm server {self.url} is not answering ({why}): {START_HINT}") from exc
         return conn
 
     def _post(self, conn: http.client.HTTPConnection, body: bytes, deadline: float) -> http.client.HTTPResponse:
@@ -234,7 +234,8 @@ class OpenAiHttpGenerator:
                 and not isinstance(exc, ConnectionError | http.client.IncompleteRead)):
             return self._garbage(f"a broken HTTP answer ({type(exc).__name__}: {exc})")
         when = "mid-reply" if got_text else "before replying"
-        return LlmServerDown(f"llm server {self.url} dropped the connection {when} ({_why(exc, self.settings)}): "
+        why = why_unreachable(exc, self.settings.connect_timeout_s)
+        return LlmServerDown(f"llm server {self.url} dropped the connection {when} ({why}): "
                              "check its log (did it crash?)")
 
     def _garbage(self, what: str) -> LlmServerBadReply:
@@ -260,11 +261,12 @@ class OpenAiHttpGenerator:
                                  f"{self.path}: {detail[:200] or 'no details'}; {hint}")
 
 
-def _why(exc: BaseException, settings: LlmSettings) -> str:
+def why_unreachable(exc: BaseException, connect_timeout_s: float) -> str:
+    """Why a connection to a server failed, in words (the HTTP LLM and STT backends both say it)."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):
-        return f"no connection within {settings.connect_timeout_s:g} s"
+        return f"no connection within {connect_timeout_s:g} s"
     if isinstance(exc, socket.gaierror):
         return "host name not found"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -13,7 +13,6 @@ import http.client
 import io
 import json
 import os
-import socket
 import time
 import uuid
 import wave
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
+
+from actors.llm_http import why_unreachable
 
 if TYPE_CHECKING:
     from actors.stt import SttSettings
@@ -178,10 +179,4 @@ class HttpRecognizer:
                                  f"{self.path}: {detail[:200] or 'no details'}; {hint}")
 
     def _why(self, exc: BaseException) -> str:
-        if isinstance(exc, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(exc, TimeoutError):
-            return f"no connection within {self.settings.connect_timeout_s:g} s"
-        if isinstance(exc, socket.gaierror):
-            return "host name not found"
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return why_unreachable(exc, self.settings.connect_timeout_s)
