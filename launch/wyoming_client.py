@@ -24,14 +24,24 @@ CHUNK_MS = 20
 
 async def read_until(client: AsyncTcpClient, last: set[str], timeout_s: float = READ_TIMEOUT_S) -> list[Event]:
     """Events until one of the types in `last` (or the server closing the connection)."""
+    events, _first_audio = await read_audio_until(client, last, timeout_s)
+    return events
+
+
+async def read_audio_until(client: AsyncTcpClient, last: set[str],
+                           timeout_s: float = READ_TIMEOUT_S) -> tuple[list[Event], float | None]:
+    """`read_until`, and when the first `audio-chunk` came (time.time(); None without one)."""
     events: list[Event] = []
+    first: float | None = None
     while True:
         event = await asyncio.wait_for(client.read_event(), timeout_s)
         if event is None:
-            return events
+            return events, first
+        if event.type == "audio-chunk" and first is None:
+            first = time.time()
         events.append(event)
         if event.type in last:
-            return events
+            return events, first
 
 
 async def describe(host: str, port: int) -> Info:
@@ -71,16 +81,7 @@ async def synthesize(host: str, port: int, text: str) -> tuple[list[Event], floa
     """The voice's audio for `text`: events up to `audio-stop`, and when the first chunk came."""
     async with AsyncTcpClient(host, port) as client:
         await client.write_event(Synthesize(text=text).event())
-        events: list[Event] = []
-        first: float | None = None
-        while not events or events[-1].type not in ("audio-stop", "error"):
-            event = await asyncio.wait_for(client.read_event(), READ_TIMEOUT_S)
-            if event is None:
-                break
-            if event.type == "audio-chunk" and first is None:
-                first = time.time()
-            events.append(event)
-        return events, first
+        return await read_audio_until(client, {"audio-stop", "error"})
 
 
 async def synthesize_streaming(host: str, port: int, pieces: Any) -> tuple[list[Event], float | None]:
@@ -99,15 +100,7 @@ async def synthesize_streaming(host: str, port: int, pieces: Any) -> tuple[list[
             await client.write_event(SynthesizeStop().event())
 
         feeding = asyncio.create_task(feed())
-        events: list[Event] = []
-        first: float | None = None
-        while not events or events[-1].type not in ("synthesize-stopped", "error"):
-            event = await asyncio.wait_for(client.read_event(), READ_TIMEOUT_S)
-            if event is None:
-                break
-            if event.type == "audio-chunk" and first is None:
-                first = time.time()
-            events.append(event)
+        events, first = await read_audio_until(client, {"synthesize-stopped", "error"})
         await feeding
         return events, first
 
