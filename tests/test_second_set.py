@@ -4,14 +4,10 @@ never stops the other's actors of the same names."""
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +19,7 @@ from bus.messages import Ping, Ready, Shutdown
 from bus.sockets import BusAddress, BusClient
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
-from tests.helpers import ActorThread, processes_mentioning
+from tests.helpers import ActorThread
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["llm.backend=echo", "tts.backend=tone", "player.backend=wav"]
@@ -58,42 +54,31 @@ def test_a_shutdown_that_names_an_actor_but_not_its_process_leaves_it_running(bu
         client.close()
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="rr-second-"))
-    try:
-        yield folder
-    finally:
-        for pid in processes_mentioning(str(folder)):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_endpoint_in_use_sees_tcp_and_ipc_listeners(workdir: Path) -> None:
+def test_endpoint_in_use_sees_tcp_and_ipc_listeners(set_dir: Path) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     unix = socket.socket(socket.AF_UNIX)
-    unix.bind(str(workdir / "sock"))
+    unix.bind(str(set_dir / "sock"))
     unix.listen()
     try:
         assert endpoint_in_use(f"tcp://127.0.0.1:{listener.getsockname()[1]}")
-        assert endpoint_in_use(f"ipc://{workdir}/sock")
-        assert not endpoint_in_use(f"ipc://{workdir}/nothing-here")
+        assert endpoint_in_use(f"ipc://{set_dir}/sock")
+        assert not endpoint_in_use(f"ipc://{set_dir}/nothing-here")
     finally:
         listener.close()
         unix.close()
-    assert not endpoint_in_use(f"ipc://{workdir}/sock")  # the file is left, nobody listens: a stale one
+    assert not endpoint_in_use(f"ipc://{set_dir}/sock")  # the file is left, nobody listens: a stale one
 
 
-def test_a_second_set_on_a_busy_address_fails_at_start_and_the_first_keeps_its_actors(workdir: Path) -> None:
-    overrides = [*FAST, f"bus.pub=ipc://{workdir}/pub", f"bus.sub=ipc://{workdir}/sub",
-                 f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl"]
+def test_a_second_set_on_a_busy_address_fails_at_start_and_the_first_keeps_its_actors(set_dir: Path) -> None:
+    overrides = [*FAST, f"bus.pub=ipc://{set_dir}/pub", f"bus.sub=ipc://{set_dir}/sub",
+                 f"player.path={set_dir}/r-{{turn}}.wav", f"logger.path={set_dir}/turns.jsonl"]
     config = load_config(None, overrides)
-    with Supervisor(config, config.sets["typed"], log_dir=workdir / "first") as first:
+    with Supervisor(config, config.sets["typed"], log_dir=set_dir / "first") as first:
         first.start(timeout_s=60)
         pids = {name: first.pid(name) for name in first.children}
-        second = Supervisor(config, config.sets["typed"], log_dir=workdir / "second")
+        second = Supervisor(config, config.sets["typed"], log_dir=set_dir / "second")
         with pytest.raises(AddressInUse, match="address in use"):
             second.start(timeout_s=60)
         second.stop()
@@ -107,20 +92,20 @@ def test_a_second_set_on_a_busy_address_fails_at_start_and_the_first_keeps_its_a
             client.close()
 
 
-def test_say_with_its_own_output_next_to_a_running_set_refuses_clearly(workdir: Path) -> None:
+def test_say_with_its_own_output_next_to_a_running_set_refuses_clearly(set_dir: Path) -> None:
     """`say` uses a running set by itself (tests/test_serve.py); one that asks for a player of its own (--output)
     would not get it there, and must say so rather than start a second set or send the turn to the first."""
-    bus = [f"--set=bus.pub=ipc://{workdir}/pub", f"--set=bus.sub=ipc://{workdir}/sub"]
+    bus = [f"--set=bus.pub=ipc://{set_dir}/pub", f"--set=bus.sub=ipc://{set_dir}/sub"]
     config = load_config(None, [*FAST, *(b.removeprefix("--set=") for b in bus),
-                                f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl"])
-    with Supervisor(config, config.sets["typed"], log_dir=workdir / "first") as first:
+                                f"player.path={set_dir}/r-{{turn}}.wav", f"logger.path={set_dir}/turns.jsonl"])
+    with Supervisor(config, config.sets["typed"], log_dir=set_dir / "first") as first:
         first.start(timeout_s=60)
         result = subprocess.run([sys.executable, "-m", "launch.cli", *bus, *(f"--set={o}" for o in FAST), "say",
-                                 "--output", str(workdir / "mine.wav"), "hello"], capture_output=True, text=True,
-                                timeout=60, cwd=workdir, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                 "--output", str(set_dir / "mine.wav"), "hello"], capture_output=True, text=True,
+                                timeout=60, cwd=set_dir, env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert result.returncode == 2 and "--output would be ignored: a set runs at" in result.stderr, \
             result.stderr[-2000:]
         assert "bus of its own" in result.stderr and "Traceback" not in result.stderr
-        assert (workdir / "turns.jsonl").read_text() == ""  # no turn went to the first set
-        assert not (workdir / "mine.wav").exists()
+        assert (set_dir / "turns.jsonl").read_text() == ""  # no turn went to the first set
+        assert not (set_dir / "mine.wav").exists()
         assert all(first.restarts(name) == 0 for name in first.children)

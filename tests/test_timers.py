@@ -5,47 +5,31 @@ after the supervisor restarts it. The test asks the tools actor as the llm would
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import Say, ToolCall, ToolResult, TurnRecord
 from bus.sockets import BusClient
 from launch.config import bus_address, load_config
 from launch.supervisor import Supervisor
-from tests.helpers import processes_mentioning
 
 FAST = ["llm.backend=echo", "tts.backend=tone", "player.backend=wav"]
 TURN = 1_700_000_000_000
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="rr-timers-"))
-    try:
-        yield folder
-    finally:
-        for pid in processes_mentioning(str(folder)):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @contextmanager
-def launched(workdir: Path) -> Iterator[tuple[Supervisor, BusClient]]:
+def launched(set_dir: Path) -> Iterator[tuple[Supervisor, BusClient]]:
     """The typed set running, and a client reading clauses, tool answers and records."""
-    config = load_config(None, [*FAST, f"bus.pub=ipc://{workdir}/pub", f"bus.sub=ipc://{workdir}/sub",
-                                f"player.path={workdir}/r-{{turn}}.wav", f"logger.path={workdir}/turns.jsonl",
-                                f"tools.timers_path={workdir}/timers.json"])
-    with Supervisor(config, config.sets["typed"], log_dir=workdir / "actors") as supervisor:
+    config = load_config(None, [*FAST, f"bus.pub=ipc://{set_dir}/pub", f"bus.sub=ipc://{set_dir}/sub",
+                                f"player.path={set_dir}/r-{{turn}}.wav", f"logger.path={set_dir}/turns.jsonl",
+                                f"tools.timers_path={set_dir}/timers.json"])
+    with Supervisor(config, config.sets["typed"], log_dir=set_dir / "actors") as supervisor:
         supervisor.start(timeout_s=60)
         client = BusClient(bus_address(config), ("say", "tool.", "turn.record"), name="test")
         try:
@@ -82,8 +66,8 @@ def rings(client: BusClient, count: int, timeout_s: float) -> tuple[list[Say], l
     return says, records
 
 
-def test_a_timer_rings_as_its_own_turn_on_the_session_that_set_it(workdir: Path) -> None:
-    with launched(workdir) as (_supervisor, client):
+def test_a_timer_rings_as_its_own_turn_on_the_session_that_set_it(set_dir: Path) -> None:
+    with launched(set_dir) as (_supervisor, client):
         set_at = time.monotonic()
         tea = call(client, "kitchen", 1, "set_timer", seconds=3, label="tea")
         eggs = call(client, "garage", 2, "set_timer", seconds=5, label="eggs")
@@ -103,11 +87,11 @@ def test_a_timer_rings_as_its_own_turn_on_the_session_that_set_it(workdir: Path)
         assert rang["by"] == "timers" and rang["args"]["label"] == label
     assert {(s.session, s.text) for s in says} == {("kitchen", "Ding ding! Your tea timer is done."),
                                                    ("garage", "Ding ding! Your eggs timer is done.")}
-    assert stat.S_IMODE((workdir / "timers.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((set_dir / "timers.json").stat().st_mode) == 0o600
 
 
-def test_cancel_stops_a_timer_from_ringing(workdir: Path) -> None:
-    with launched(workdir) as (_supervisor, client):
+def test_cancel_stops_a_timer_from_ringing(set_dir: Path) -> None:
+    with launched(set_dir) as (_supervisor, client):
         assert call(client, "kitchen", 1, "set_timer", seconds=2, label="pasta").ok
         assert call(client, "kitchen", 2, "set_timer", seconds=3).ok
         cancelled = call(client, "kitchen", 3, "cancel_timer", label="pasta")
@@ -117,8 +101,8 @@ def test_cancel_stops_a_timer_from_ringing(workdir: Path) -> None:
     assert records[0]["spoken_text"] == "Ding ding! Your timer is done."
 
 
-def test_a_timer_outlives_a_restart_of_the_actor_that_owns_it(workdir: Path) -> None:
-    with launched(workdir) as (supervisor, client):
+def test_a_timer_outlives_a_restart_of_the_actor_that_owns_it(set_dir: Path) -> None:
+    with launched(set_dir) as (supervisor, client):
         assert call(client, "kitchen", 1, "set_timer", seconds=4, label="bread").ok
         killed = supervisor.pid("tools")
         assert killed is not None
