@@ -13,12 +13,19 @@ loop in another session (the kernel's autogroups give each session a fair share 
 a 2-thread Qwen reply fell from 9 to 0.3 tokens/s, while one thread kept 4.7. So the LLM asks, before
 each prompt and each token, how many threads of other processes are runnable (`others_running`) and
 uses only the cores left (`cores_free`), never fewer than one. The first clause's TTS running beside the
-LLM counts too, which is the order of priority wanted: the clause being spoken is not starved.
+LLM counts too, which is the order of priority wanted: the clause being spoken is not starved. A thread
+the kernel outweighs ours against (a nice 19 loop in our own session; another session's, once ours has
+asked for priority) does not count: it gets a sliver of a core, not a core.
+
+The launcher asks for that priority (`claim_priority`, `server.priority`): the nice of its session's
+autogroup, which the kernel weighs against every other session's. Lowering it takes CAP_SYS_NICE or an
+RLIMIT_NICE allowance; without, the set runs at a fair share beside a busy session, on one LLM thread.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 CORES_ENV = "ROCKY_RELAY_CORES"
@@ -62,22 +69,98 @@ def _procs_running() -> int:
     return 0
 
 
+def _state_and_nice(stat: Path) -> tuple[bytes, int]:
+    """A thread's state letter and nice value, from its `stat` (the fields after the parenthesised name,
+    which may itself hold spaces: state is the first, nice the 17th)."""
+    fields = stat.read_bytes().rpartition(b")")[2].split()
+    return fields[0], int(fields[16])
+
+
 def _own_running() -> int:
     running = 0
     for task in Path("/proc/self/task").iterdir():
         try:
-            # state is the field after the parenthesised name, which may itself hold spaces
-            running += (task / "stat").read_bytes().rpartition(b")")[2].split()[0] == b"R"
-        except (OSError, IndexError):
+            running += _state_and_nice(task / "stat")[0] == b"R"
+        except (OSError, IndexError, ValueError):
             continue  # the thread ended while we looked
     return running
 
 
-def others_running(samples: int = 3) -> int:
-    """Runnable threads of other processes now: the fewest over a few samples, so a blip is not a load.
-    0 where /proc cannot tell (not Linux)."""
+def weight(nice: int) -> float:
+    """The kernel's scheduling weight for a nice value (1024 at 0, ~1.25x per step, as sched_prio_to_weight)."""
+    return 1024 / 1.25 ** max(-20, min(19, nice))
+
+
+OUTWEIGHED = 1 / 3
+"""A runnable thread whose scheduling weight is below this fraction of ours gets a sliver of a core beside
+one of our threads (a nice 19 loop in our own session: 1.5 %; another session's loop when ours asked for
+priority 10 steps up: 11 %), so llama.cpp keeps its threads for it: a short stall at a barrier now and then
+costs far less than running on one thread fewer."""
+
+
+def _autogroup(pid: str) -> tuple[str, int] | None:
+    """(name, nice) of a process's autogroup (`/autogroup-N nice K`); None where autogroups are off or unreadable."""
     try:
-        return max(0, min(_procs_running() - _own_running() for _ in range(samples)))
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+            return None
+        name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+        return name, int(nice)
+    except (OSError, ValueError):
+        return None
+
+
+def outweighed(pid: str, thread_nice: int) -> bool:
+    """Whether a runnable thread (of process `pid`, at `thread_nice`) is outweighed by this process's threads
+    (see `OUTWEIGHED`): one of our own autogroup (session) by its nice against ours; one of another autogroup
+    by that group's nice against our group's, whatever its own nice (that is how the kernel shares the CPU
+    between sessions). cgroup CPU weights (systemd slices) are not read: there a thread competes by its nice."""
+    ours, theirs = _autogroup("self"), _autogroup(pid)
+    if ours is None or theirs is None or ours[0] == theirs[0]:
+        ratio = weight(thread_nice) / weight(os.getpriority(os.PRIO_PROCESS, 0))
+    else:
+        ratio = weight(theirs[1]) / weight(ours[1])
+    return ratio < OUTWEIGHED
+
+
+def _competing_threads() -> int:
+    """Runnable threads of other processes that are not outweighed by ours."""
+    me, competing = str(os.getpid()), 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or proc.name == me:
+            continue
+        try:
+            tasks = list((proc / "task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                state, nice = _state_and_nice(task / "stat")
+            except (OSError, IndexError, ValueError):
+                continue  # the thread ended while we looked
+            competing += state == b"R" and not outweighed(proc.name, nice)
+    return competing
+
+
+_last_scan: list[float] = [0.0, 0.0, 0.0]
+"""When `_competing_threads` last ran, the cheap count then, and what it found: the scan reads every thread's
+stat (~3 ms for 70 processes, more on a desktop), too much before every token, so it is reused while the
+cheap count has not grown (a loop that keeps running) for up to `RESCAN_S`."""
+RESCAN_S = 1.0
+
+
+def others_running(samples: int = 3) -> int:
+    """Runnable threads of other processes now that take a core from us: the fewest over a few samples, so a
+    blip is not a load, and only those not outweighed by us (`_competing_threads`, looked at only when the
+    cheap count sees any). 0 where /proc cannot tell (not Linux)."""
+    try:
+        runnable = max(0, min(_procs_running() - _own_running() for _ in range(samples)))
+        if not runnable:
+            return 0
+        at, seen, competing = _last_scan
+        if runnable > seen or time.monotonic() - at > RESCAN_S:
+            at, seen, competing = time.monotonic(), runnable, _competing_threads()
+            _last_scan[:] = [at, seen, competing]
+        return int(min(runnable, competing))
     except OSError:
         return 0
 
@@ -90,3 +173,24 @@ def free_cores() -> int:
 def cores_free(wanted: int) -> int:
     """`wanted` threads, fewer when other runnable threads hold cores; at least one."""
     return min(wanted, free_cores())
+
+
+PRIORITY_UNSET = "priority 0: not asked"
+
+
+def claim_priority(nice: int) -> str:
+    """Ask the kernel to weigh this session's autogroup (every actor the launcher starts shares it) at `nice`,
+    so that background work in other sessions yields to a turn; what happened, in words. Lowering it below 0
+    needs CAP_SYS_NICE or an RLIMIT_NICE allowance (root, or the unit's `AmbientCapabilities=CAP_SYS_NICE`,
+    or `limits.conf`'s `nice`); without it the set runs at the fair share, and says why."""
+    if nice == 0:
+        return PRIORITY_UNSET
+    try:
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except FileNotFoundError:
+        return f"priority {nice} not set: this kernel has no autogroups (/proc/self/autogroup)"
+    except OSError as exc:
+        why = "needs CAP_SYS_NICE or an RLIMIT_NICE allowance" if exc.errno in (1, 13) else str(exc)
+        return f"priority {nice} not set: {why}; the set runs at a fair share beside other sessions"
+    group = _autogroup("self")
+    return f"priority {nice} set on {group[0]}" if group else f"priority {nice} set"

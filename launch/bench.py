@@ -132,7 +132,7 @@ def run_model(model: str, pipeline: str, questions: list[Question], prompts: dic
                         right = (questions[i].is_right(record.get("spoken_text") or "")
                                  if scenario.whole_set else None)
                         record.update(model=model, variant=model, pipeline=pipeline, scenario=scenario.name,
-                                      question=i, right=right)
+                                      question=i, right=right, priority=supervisor.priority_note)
                         records.append(record)
                         print(f"  {model:13s} {pipeline:10s} {scenario.name:18s} {record['status']:5s} "
                               f"release->audio {record['release_to_first_audio_ms']} ms"
@@ -166,6 +166,8 @@ def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append
     report = [f"### {stamp} — {machine_description()}", "",
               f"`rocky-relay bench --reps {reps}{' --quick' if quick else ''}` (models {', '.join(models)}; "
               f"{', '.join(pipelines)}); {len(records)} turns, {failed} failed; raw records: `{raw}`.", "",
+              f"CPU priority (server.priority): {'; '.join(sorted({r.get('priority', '-') for r in records}))}.",
+              "",
               "Answer score (spoken text checked against `launch/questions.toml`):", "", "```", *scores(records),
               "```", "", *latency_table(records), "",
               "Ratios, same run (release 0.2 s after the last word, Piper voice):", "", "```",

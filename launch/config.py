@@ -56,6 +56,11 @@ class ServerSettings:
     """New turns waiting for the STT or LLM beyond this are refused as busy (earcon on the satellite); 0: no bound."""
     replicas: str = ""
     """Heavy actors to run more than once, e.g. "llm=2,tts=2"; each satellite's turns go to one of them."""
+    priority: int = -10
+    """Scheduling nice the launcher asks for its session's autogroup, which every actor it starts shares, so
+    that background work in other sessions yields to a turn (actors/cpu.py `claim_priority`); below 0 needs
+    CAP_SYS_NICE or an RLIMIT_NICE allowance, and without it the set runs at a fair share and says so; 0: leave
+    it. Applies to whatever set the launcher starts, an edge set too."""
 
 
 @dataclass

@@ -56,6 +56,7 @@ RANGES: dict[str, Range] = {
     "audible.sample_rate": RATE, "audible.block_ms": POSITIVE, "audible.history_s": POSITIVE,
     "audible.level_db": Range(-200, 0), "audible.above_floor_db": NOT_NEGATIVE,
     "satellite.link_timeout_s": POSITIVE, "server.max_queued_turns": NOT_NEGATIVE,
+    "server.priority": Range(-20, 19),
     "web.port": Range(0, 65535), "web.max_tabs": Range(1, 1000), "web.max_hold_s": POSITIVE,
 }
 

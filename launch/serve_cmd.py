@@ -115,6 +115,9 @@ Environment=PYTHONUNBUFFERED=1
 ExecStart={shlex.join(exec_start)}
 Restart=on-failure
 RestartSec=5
+# A turn outranks the desktop's background work: a user unit cannot lower its nice (server.priority then
+# says "not set"), but a cgroup weight it may set, where the user manager delegates the cpu controller.
+CPUWeight=1000
 # Exit 2 is a start that would fail the same way again (a config, a model, a set already serving the bus):
 # fix it, then `systemctl --user restart rocky-relay`.
 RestartPreventExitStatus=2

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from actors.cpu import claim_priority
 from bus.endpoints import AddressInUse, address_in_use, endpoint_in_use
 from bus.handshake import prove_path, wait_for_actors
 from bus.messages import ActorDown, Ready
@@ -79,6 +80,8 @@ class Supervisor:
         self._bus: BusClient | None = None
         """The monitor thread's own client, for `ctl.down` reports."""
         self._config_path: Path | None = None
+        self.priority_note = ""
+        """What `start` got when it asked for `server.priority` (actors/cpu.py `claim_priority`), in words."""
 
     # --- public ------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> dict[str, Ready]:
@@ -88,6 +91,7 @@ class Supervisor:
             if busy := [e for e in (address.pub_addr, address.sub_addr) if endpoint_in_use(e)]:
                 raise AddressInUse(f"{', '.join(busy)}: {address_in_use(address)}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.priority_note = claim_priority(self.config.server.priority)  # before the children: they inherit it
         self.monitor = threading.Thread(target=self._monitor, name="supervisor", daemon=True)
         self.monitor.start()
         if not self.started.wait(30):

@@ -50,6 +50,7 @@ def test_a_killed_actor_is_restarted_and_the_next_turn_works(workdir: Path) -> N
                                                         f"logger.path={workdir}/turns.jsonl"])
     with Supervisor(config, config.sets["typed"], log_dir=workdir / "actors") as supervisor:
         supervisor.start(timeout_s=60)
+        assert supervisor.priority_note.startswith("priority -10"), "the set asked for server.priority"
         old_pid = supervisor.pid("persona")
         assert old_pid is not None
         os.kill(old_pid, signal.SIGKILL)
