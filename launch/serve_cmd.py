@@ -72,7 +72,7 @@ def serve(config: Config, set_name: str, command: str) -> int:
         start_with_progress(supervisor)
         starting = False
         print(f"actor set {set_name!r} ready on {address.sub_addr}; `rocky-relay talk` and `say` use it; "
-              "Ctrl-C or SIGTERM stops it", file=sys.stderr)
+              f"Ctrl-C or SIGTERM stops it; CPU {supervisor.priority_note}", file=sys.stderr)
         stop.wait()
     except StopAsked as asked:
         print(f"rocky-relay {command}: {asked} while starting: stopping", file=sys.stderr)
