@@ -139,7 +139,7 @@ ACTORS: tuple[ActorSpec, ...] = (
               and t.silenced is None),
     # The browser's door: a page and a WebSocket, each tab a session; opt-in (`rocky-relay web`), it opens a port.
     ActorSpec("web", "actors.web_gateway:WebGatewayActor", WebSettings, (Transcript, Say, AudioChunk, TurnError,
-              TurnRecord), (ButtonEvent, AudioFrame, CaptureEnd, PlayerEvent, Interrupt), "server",
+              TurnRecord, ToolUsed), (ButtonEvent, AudioFrame, CaptureEnd, PlayerEvent, Interrupt), "server",
               waited_on=lambda t: t.session.startswith(WEB_SESSION) and t.finished is None and t.silenced is None,
               watches_link=True),
 )

@@ -238,9 +238,9 @@ def _peer(ws: ServerConnection) -> str:
 
 class WebGatewayActor(Actor):
     name: ClassVar[str] = "web"
-    topics = ("stt.", "say", "audio.out", "turn.")
-    """Partial and final transcripts, spoken clauses, reply audio, errors and records: of every session,
-    routed here to the one tab whose session it is."""
+    topics = ("stt.", "say", "audio.out", "turn.", "llm.tool")
+    """Partial and final transcripts, spoken clauses, reply audio, errors, records and tools used (a timer
+    ringing starts a turn the tab plays): of every session, routed here to the one tab whose session it is."""
     delivered_when_cancelled = (TurnRecord, TurnError)
     """A barge-in cancels the turn here too (the tab sent the interrupt), but the page still shows its end."""
 

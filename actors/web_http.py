@@ -18,7 +18,8 @@ from websockets.http11 import Request, Response
 
 PAGE_DIR = Path(__file__).resolve().parent / "web_page"
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript"),
-              "/capture.js": ("capture.js", "text/javascript"), "/style.css": ("style.css", "text/css")}
+              "/capture.js": ("capture.js", "text/javascript"), "/ring.js": ("ring.js", "text/javascript"),
+              "/style.css": ("style.css", "text/css")}
 SECURITY_HEADERS = [("Content-Security-Policy", "default-src 'self'; connect-src 'self'; img-src 'self' data:"),
                     ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
                     ("Cache-Control", "no-store")]

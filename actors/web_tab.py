@@ -5,6 +5,7 @@ The page speaks JSON text frames and raw audio frames (16 kHz mono int16, little
 `AudioFrame`/`CaptureEnd`, `PlayerEvent`, `Interrupt`, heartbeat answers) and hands the page only its own
 session's news (transcripts, spoken clauses, reply audio, errors, the turn record). It publishes for its own
 session only, whatever the page sends: there is no field a page could set to act for another session.
+A timer of its session ringing (actors/tools.py: a turn nobody pressed for) becomes the turn the tab plays.
 
 The page is the player, so the record's first-audio time is the page's: it reports how long ago its first
 reply sample started playing (`ago_ms`, measured on its own clock) and the gateway subtracts that and half the
@@ -30,6 +31,7 @@ from bus.messages import (
     Message,
     PlayerEvent,
     Say,
+    ToolUsed,
     Transcript,
     TurnError,
     TurnRecord,
@@ -136,13 +138,32 @@ class Tab:
             self._end_capture(at)
         if self.turn_open:  # barge-in: the page went silent at the press; say so, as the player does
             self._interrupt(at, played_ms, "barge-in")
-        self.turn = new_turn_id(self.turn)
-        self.turn_open, self.holding, self.held_at = True, True, now()
+        self._take_turn(new_turn_id(self.turn))
+        self.holding, self.held_at = True, now()
         self.seq, self.captured_bytes, self.pending = 0, 0, bytearray()
-        self.clause_ends, self.sent_ms, self.last_chunk_seen = [], 0.0, False
-        self.first_chunk_at, self.started_sent = None, False
         self.bus.publish(ButtonEvent(session=self.session, turn=self.turn, pressed=True, source="keyboard", ts=at))
         self._send({"type": "turn", "turn": self.turn})
+
+    def _take_turn(self, turn: int) -> None:
+        """`turn` becomes the one this tab captures for (a press) or plays (a press, or a timer ringing)."""
+        self.turn, self.turn_open = turn, True
+        self.clause_ends, self.sent_ms, self.last_chunk_seen = [], 0.0, False
+        self.first_chunk_at, self.started_sent = None, False
+
+    def _ring(self, msg: ToolUsed) -> None:
+        """A timer of this session rang: the tab plays its turn. As the player lets a new turn's audio cut off
+        the one playing, the ring supersedes what the tab had under way, ended as a barge-in ends it (its record
+        closes now; its reply is not played after the ring). Only a held button keeps its turn, the user being
+        mid-sentence: the ring is the one stopped (nothing played, recorded interrupted); the page shows it."""
+        label = str(msg.arguments.get("label", ""))
+        if self.holding:
+            self._stop(msg.turn, now(), 0.0, "timer rang while the button was held", [])
+            self._send({"type": "ring", "turn": msg.turn, "label": label, "missed": True})
+            return
+        if self.turn_open:
+            self._interrupt(now(), self.sent_ms, "superseded by a timer ringing")
+        self._take_turn(msg.turn)
+        self._send({"type": "ring", "turn": msg.turn, "label": label, "missed": False})
 
     def _release(self, data: dict[str, Any]) -> None:
         if not self.holding:
@@ -200,14 +221,16 @@ class Tab:
                                      audio_ms=played, device=DEVICE))
 
     def _interrupt(self, at: float, played_ms: float, reason: str) -> None:
-        turn = self.turn
+        played = min(played_ms, self.sent_ms)
+        self._stop(self.turn, at, played, reason, self.clause_ends if self.last_chunk_seen else self.clause_ends[:-1])
+        self.turn_open = False
+
+    def _stop(self, turn: int, at: float, played: float, reason: str, complete: list[float]) -> None:
+        """End `turn` as the player ends an interrupted one; `complete`: where its finished clauses end."""
         self.cancelled.append(turn)
         self.bus.publish(Interrupt(session=self.session, turn=turn, reason=reason, ts=at))
-        played = min(played_ms, self.sent_ms)
-        complete = self.clause_ends if self.last_chunk_seen else self.clause_ends[:-1]
         self.bus.publish(PlayerEvent(session=self.session, turn=turn, state="stopped", ts=at, audio_ms=played,
                                      device=DEVICE, clauses_played=sum(1 for end in complete if end <= played + 0.5)))
-        self.turn_open = False
 
     # --- heartbeats: the page's own, and the server's answered for this session ------------
     def beat(self) -> None:
@@ -255,6 +278,10 @@ class Tab:
                 self.turn_open = False
             self._send({"type": "record", "turn": msg.turn,
                         **{k: msg.record.get(k) for k in RECORD_FIELDS}})
+            return
+        if isinstance(msg, ToolUsed):
+            if msg.name == "timer" and msg.result == "rang" and msg.turn not in self.cancelled:
+                self._ring(msg)
             return
         if msg.turn != self.turn or msg.turn in self.cancelled:
             return

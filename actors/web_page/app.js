@@ -8,7 +8,7 @@ const LINK_TIMEOUT_MS = 3500;
 const SERVER_GONE = "the server's actors stopped answering";
 const $ = (id) => document.getElementById(id);
 const rocky = window.rocky = {  // what a person sees, and what the tests read
-  state: "connecting", session: "", turn: 0, heard: "", reply: "", record: null, problem: "",
+  state: "connecting", session: "", turn: 0, heard: "", reply: "", record: null, problem: "", ring: null,
   stats: { sentMs: 0, foreign: 0, chunks: 0, bytes: 0, scheduledMs: 0, playedMs: 0, started: 0, finished: 0, stopped: 0,
            releaseToFirstSoundMs: null },
 };
@@ -69,7 +69,8 @@ setInterval(() => {  // beats stopped: the server or the network is gone, even i
 }, 500);
 
 function onEvent(ev) {
-  if ("turn" in ev && ev.type !== "turn" && ev.type !== "record" && ev.turn !== rocky.turn) rocky.stats.foreign += 1;
+  const news = !["turn", "record", "ring"].includes(ev.type);  // these may name a turn the page is not on yet
+  if ("turn" in ev && news && ev.turn !== rocky.turn) rocky.stats.foreign += 1;
   switch (ev.type) {
     case "hello":
       rocky.session = ev.session; $("session").textContent = ev.session; retryMs = 500;
@@ -80,6 +81,7 @@ function onEvent(ev) {
       else if (rocky.problem === SERVER_GONE) setState("ready");
       break;
     case "turn": rocky.turn = ev.turn; break;
+    case "ring": onRing(ev); break;  // ring.js
     case "released": if (holding) { holding = false; closeMic(); setState("thinking", ev.why); } break;
     case "transcript":
       if (ev.turn !== rocky.turn) break;
@@ -147,7 +149,7 @@ async function press() {
   const played = stopPlayback();  // barge-in: silent at once; the gateway tells the others
   send({ type: "press", ago_ms: 0, played_ms: played });
   rocky.heard = rocky.reply = ""; rocky.record = null; rocky.stats.releaseToFirstSoundMs = null; rocky.stats.sentMs = 0;
-  $("heard").textContent = $("reply").textContent = "";
+  $("heard").textContent = $("reply").textContent = ""; endRing();
   setState("listening");
   try {
     const opened = await openMic();
@@ -221,7 +223,7 @@ function reportStart(turn, at) {
     send({ type: "started", turn, ago_ms: ago });
     rocky.stats.started += 1;
     if (releasedAt) rocky.stats.releaseToFirstSoundMs = Math.round(startedAt - releasedAt);
-    setState("speaking");
+    setState(playingState(turn));
   };
   setTimeout(check, Math.max(0, (at - out.currentTime) * 1000));
 }
@@ -240,7 +242,7 @@ function maybeFinished(turn) {
     if (rocky.stats.started === 0 && play.first !== null) { setTimeout(wait, 20); return; }
     send({ type: "finished", turn, played_ms: total, ago_ms: Math.max(0, performance.now() - perfTimeOf(play.next || out.currentTime)) });
     rocky.stats.playedMs += total; rocky.stats.finished += 1;
-    if (rocky.state === "speaking" || rocky.state === "thinking") setState("ready");
+    if (["speaking", "thinking", "ringing"].includes(rocky.state)) setState("ready");
   };
   wait();
 }
