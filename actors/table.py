@@ -129,7 +129,7 @@ ACTORS: tuple[ActorSpec, ...] = (
     ActorSpec("button", "pi.button:GpioButtonActor", GpioButtonSettings, (TurnError, TurnRecord, PlayerEvent),
               (ButtonEvent,), "edge", sets=("pi",)),
     ActorSpec("leds", "pi.leds:LedActor", LedSettings, (ButtonEvent, Transcript, LlmDone, PlayerEvent,
-              TurnError, TurnRecord), (), "edge", sets=("pi",), watches_link=True),
+              TurnError, TurnRecord, ToolUsed), (), "edge", sets=("pi",), watches_link=True),
     # An opt-in probe of the output device (tests, CI): in no default set.
     ActorSpec("audible", "actors.audible:AudibleActor", AudibleSettings, (PlayerEvent,), (Audible,), "edge"),
     # Home Assistant's door (Wyoming over TCP): its own "wyoming" set, since it opens a LAN port.

@@ -4,6 +4,8 @@
     listening  blue            button held, the mic is capturing
     thinking   yellow (R+G)    released: transcribing, generating, synthesising
     speaking   cyan (G+B)      the player started the reply
+    ringing    magenta (R+B),  a timer rang and its turn is playing (over any state
+               flashing        but listening), until its playback ends or is stopped
     error      red             a turn failed or an actor died (for `error_hold_s`),
                                or the link to the server is lost (until it is back)
 
@@ -11,12 +13,16 @@ Three GPIO outputs, one per colour, so the same wiring drives a common-cathode
 RGB LED, a common-anode one (`active_low = true`), or three separate LEDs. The
 state follows the newest turn of this satellite's session: events of an older
 turn (a reply cut by a barge-in reporting `stopped`) never overwrite a newer one.
+A ringing timer's turn (actors/tools.py) is a cue over that state, not a turn the
+light follows: the user's own turn goes on showing beneath it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,6 +36,7 @@ from bus.messages import (
     LlmDone,
     Message,
     PlayerEvent,
+    ToolUsed,
     Transcript,
     TurnError,
     TurnRecord,
@@ -44,8 +51,11 @@ COLOURS: dict[str, Colour] = {
     "thinking": (True, True, False),
     "speaking": (False, True, True),
     "error": (True, False, False),
+    "ringing": (True, False, True),
     "off": (False, False, False),
 }
+RING_FLASH_S = 0.5
+"""A ringing timer flashes: magenta, then dark, this long each."""
 
 
 @dataclass
@@ -69,30 +79,38 @@ class LedSettings:
 class LedActor(Actor):
     name: ClassVar[str] = "leds"
     # Not llm.token: one message per token, carried across the LAN, would change nothing shown.
-    topics = ("button", "stt.final", "llm.done", "player", "turn.")
+    topics = ("button", "stt.final", "llm.done", "llm.tool", "player", "turn.")
     poll_ms = 100.0
     """Also how late an error's hold may end."""
     # The end of an interrupted turn must still reach the light, or it would stay on "speaking".
     delivered_when_cancelled = (PlayerEvent, TurnRecord, TurnError)
 
-    def __init__(self, settings: LedSettings, pins: Pins | None = None) -> None:
+    def __init__(self, settings: LedSettings, pins: Pins | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.settings = settings
         self.pins = pins
+        self.clock = clock
+        """Seconds, for an error's hold and a ring's flashes (a test passes its own)."""
         self.lock = threading.Lock()
         """`link_lost`/`link_ok` may come from a heartbeat thread; the loop changes state too."""
         self.turn_state = "idle"
         self.turn = 0
         self.error_until = 0.0
         self.link_down = False
-        self.shown: str | None = None
+        self.rings: deque[int] = deque(maxlen=8)
+        """Turns that are timers ringing (their `ToolUsed` came): a cue, not a turn to follow."""
+        self.ringing: int | None = None
+        """The ring whose playback is under way."""
+        self.ring_began = 0.0
+        self.shown: tuple[str, Colour] | None = None
         self.link = LinkWatch(LINK_TIMEOUT_S)
         """The server's heartbeats (actors/link.py): red while they stay away."""
 
     # --- what other code calls -----------------------------------------------------------
     @property
     def state(self) -> str:
-        """What the light shows now: idle, listening, thinking, speaking or error."""
+        """What the light shows now: idle, listening, thinking, speaking, ringing or error."""
         with self.lock:
             return self._wanted()
 
@@ -125,6 +143,9 @@ class LedActor(Actor):
     def handle(self, env: Envelope) -> None:
         msg = env.msg
         with self.lock:
+            if self._ring_news(msg):
+                self._show()
+                return
             if not self._follows(msg):
                 return
             if isinstance(msg, ButtonEvent):
@@ -138,11 +159,11 @@ class LedActor(Actor):
                 self.turn_state = "speaking" if msg.state == "started" else "idle"
             elif isinstance(msg, TurnError):
                 self.turn_state = "idle"
-                self.error_until = time.monotonic() + self.settings.error_hold_s
+                self.error_until = self.clock() + self.settings.error_hold_s
             elif isinstance(msg, TurnRecord):
                 self.turn_state = "idle"
                 if msg.record.get("status") in ("error", "timeout"):  # ended with no TurnError (timed out)
-                    self.error_until = max(self.error_until, time.monotonic() + self.settings.error_hold_s)
+                    self.error_until = max(self.error_until, self.clock() + self.settings.error_hold_s)
             self._show()
 
     def watch_links(self, timeout_s: float) -> None:
@@ -154,7 +175,7 @@ class LedActor(Actor):
             self.link_ok()
         if isinstance(env.msg, ActorDown):  # any session: a dead actor breaks every satellite's turns
             with self.lock:
-                self.error_until = time.monotonic() + self.settings.error_hold_s
+                self.error_until = self.clock() + self.settings.error_hold_s
                 self._show()
 
     def on_idle(self) -> None:
@@ -182,17 +203,44 @@ class LedActor(Actor):
         self.turn = msg.turn
         return True
 
+    def _ring_news(self, msg: Message) -> bool:
+        """Takes a message of a ringing timer's turn (True): it starts or ends the ring's cue, and never becomes
+        the turn the light follows, so a press before the ring still shows its release and reply."""
+        if self.settings.session and msg.session != self.settings.session:
+            return False
+        if isinstance(msg, ToolUsed):  # the llm's own tool calls show as thinking already
+            if msg.name == "timer" and msg.result == "rang":
+                self.rings.append(msg.turn)
+            return True
+        if msg.turn not in self.rings:
+            return False
+        if isinstance(msg, PlayerEvent) and msg.state == "started":
+            self.ringing, self.ring_began = msg.turn, self.clock()
+        elif isinstance(msg, PlayerEvent | TurnRecord | TurnError) and msg.turn == self.ringing:
+            self.ringing = None  # played out, stopped, or its turn is over
+        if isinstance(msg, TurnError):
+            self.error_until = self.clock() + self.settings.error_hold_s
+        return True
+
     def _wanted(self) -> str:
-        if self.link_down or time.monotonic() < self.error_until:
+        if self.link_down or self.clock() < self.error_until:
             return "error"
+        if self.ringing is not None and self.turn_state != "listening":  # a held button is heard first
+            return "ringing"
         return self.turn_state
+
+    def _colour(self, state: str) -> Colour:
+        dark = state == "ringing" and int((self.clock() - self.ring_began) / RING_FLASH_S) % 2 == 1
+        return COLOURS["off" if dark else state]
 
     def _show(self) -> None:
         wanted = self._wanted()
-        if wanted != self.shown and self.pins is not None:
-            self._write(COLOURS[wanted])
-            self.shown = wanted
-            self.log.info("led", state=wanted, turn=self.turn)
+        colour = self._colour(wanted)
+        if (wanted, colour) != self.shown and self.pins is not None:
+            self._write(colour)
+            if self.shown is None or self.shown[0] != wanted:  # a flash is no news for the log
+                self.log.info("led", state=wanted, turn=self.ringing if wanted == "ringing" else self.turn)
+            self.shown = (wanted, colour)
 
     def _write(self, colour: Colour) -> None:
         assert self.pins is not None
