@@ -36,5 +36,10 @@ class ButtonPublisher:
         self.client.publish(ButtonEvent(session=self.session, turn=self.turn, pressed=True, source=self.source))
         return self.turn
 
+    def adopt(self, turn: int) -> None:
+        """A turn the server started on this session (a ringing timer) is playing: it is the one a press now
+        cuts off, as it would this button's own reply."""
+        self.turn, self.turn_open = max(turn, self.turn), True
+
     def release(self) -> None:
         self.client.publish(ButtonEvent(session=self.session, turn=self.turn, pressed=False, source=self.source))

@@ -113,7 +113,9 @@ class GpioButtonActor(Actor):
 
     @on(PlayerEvent)
     def _player(self, msg: PlayerEvent, _payload: bytes) -> None:
-        if msg.state in ("finished", "stopped"):
+        if msg.state == "started":
+            self._adopt(msg.session, msg.turn)
+        elif msg.state in ("finished", "stopped"):
             # A played-out reply has nothing left to barge into: an Interrupt after it would only
             # make the LLM forget a reply the user heard.
             self._close(msg.session, msg.turn)
@@ -133,6 +135,14 @@ class GpioButtonActor(Actor):
         with self.lock:
             if self.button is not None and (session, turn) == (self.button.session, self.button.turn):
                 self.button.turn_open = False
+
+    def _adopt(self, session: str, turn: int) -> None:
+        """Audio of a turn this button did not start (a timer ringing) began playing here: a press cuts it off.
+        Only a newer turn, while the button is up: a press held now has started the user's own."""
+        with self.lock:
+            if (self.button is not None and session == self.button.session and turn > self.button.turn
+                    and not self.held):
+                self.button.adopt(turn)
 
     def _pressed(self) -> bool:
         assert self.pins is not None

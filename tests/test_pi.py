@@ -121,6 +121,31 @@ def test_a_turn_closes_on_its_error_or_the_end_of_its_playback(
         assert [type(m) for m in got] == [ButtonEvent]
 
 
+def test_a_press_while_a_timer_rings_cuts_the_ring_off(bus_address: BusAddress) -> None:
+    """A ring is a turn the server starts: once its audio plays here, pressing interrupts it (barge-in)."""
+    pins = FakePins()
+    actor = WatchedButton(dataclasses.replace(SLOW_BOUNCE, debounce_ms=20.0), pins=pins)
+    with actor_on_bus(actor, bus_address, listen=["button", "ctl.interrupt"]) as client:
+        pins.set_input(PIN, DOWN)
+        (press,) = button_events(client, 1)
+        pins.set_input(PIN, UP)
+        button_events(client, 1)
+        client.publish(PlayerEvent(session="pi", turn=press.turn, state="finished"))
+        actor.wait_handled(PlayerEvent)
+        assert not actor.turn_open  # the user's turn is over: a press now would interrupt nothing
+        ring = press.turn + 5000
+        client.publish(PlayerEvent(session="hall", turn=ring + 1, state="started"))  # another satellite's
+        client.publish(PlayerEvent(session="pi", turn=ring, state="started"))
+        while actor.wait_handled(PlayerEvent).session != "pi":  # hall's may or may not reach the loop
+            pass
+        assert actor.turn_open
+        pins.set_input(PIN, DOWN)
+        interrupt, second = button_events(client, 1)
+        assert isinstance(interrupt, Interrupt) and isinstance(second, ButtonEvent)
+        assert (interrupt.session, interrupt.turn, interrupt.reason) == ("pi", ring, "barge-in")
+        assert second.pressed and second.turn > ring
+
+
 def test_a_switch_held_at_start_opens_no_turn(bus_address: BusAddress) -> None:
     pins = FakePins()
     pins.setup_input(PIN, pull_up=True)
