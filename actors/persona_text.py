@@ -147,7 +147,9 @@ def _triple_caps(sentence: str) -> str:
     out: list[str] = []
     for idx, word in enumerate(words):
         m = _CAPS_RE.fullmatch(word)
-        if m and not _is_repeated(words, idx):
+        # After a number or in brackets capitals are a unit or a name, not a shout: "4:38 PM (UTC)".
+        unit = (idx > 0 and any(c.isdigit() for c in words[idx - 1])) or word.startswith("(")
+        if m and not unit and not _is_repeated(words, idx):
             word = f"{m[1]}{m[2]} {m[2]} {m[2]}{m[3]}"
         out.append(word)
     return " ".join(out)

@@ -79,6 +79,7 @@ def test_question_tag(text: str, expected: str) -> None:
         ("Amaze amaze amaze!", "Amaze amaze amaze!"),  # already repeated
         ("This is VERY big.", "This is VERY VERY VERY big."),
         ("It is BIG!", "It is BIG BIG BIG!"),  # caps and "!" together triple once
+        ("It is 4:38 PM on Wednesday (UTC).", "It is 4:38 PM on Wednesday (UTC)."),  # units, not shouts
         ("OK.", "OK."),  # a sentence with no lower case is not emphasis
         ("Stop! Go now.", "Stop stop stop! Go now."),
     ],
