@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from actors.llm_prompt import Conversation
-from actors.tool_shortcuts import direct_call
+from actors.tool_shortcuts import direct_call, worded
 from actors.tools_builtin import BUILTIN, ToolError
 from bus.messages import Message, ToolCall, ToolCatalogAsk, ToolResult, ToolUsed, Transcript
 
@@ -216,6 +216,9 @@ class ToolTurn:
                 return
             if not outcome.ok:
                 yield apology(outcome.result)
+                return
+            if direct is not None and (answer := worded(self.msg.text, name, arguments, outcome.result)):
+                yield answer  # the question held the whole call, and its answer is the result said plainly
                 return
             step = (json.dumps({"name": name, "arguments": arguments}), outcome.result[:MAX_RESULT_CHARS])
             conversation = dataclasses.replace(conversation, steps=(*conversation.steps, step))

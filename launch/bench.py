@@ -163,10 +163,11 @@ def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append
     raw.write_text("".join(json.dumps(r) + "\n" for r in records))
     hop = bus_hop_us()
     failed = sum(1 for r in records if r["status"] not in ("ok", "interrupted"))
+    claims = sorted({r["priority"] for r in records if r.get("priority")})  # in-process rows launch nothing
     report = [f"### {stamp} — {machine_description()}", "",
               f"`rocky-relay bench --reps {reps}{' --quick' if quick else ''}` (models {', '.join(models)}; "
               f"{', '.join(pipelines)}); {len(records)} turns, {failed} failed; raw records: `{raw}`.", "",
-              f"CPU priority (server.priority): {'; '.join(sorted({r.get('priority', '-') for r in records}))}.",
+              f"CPU priority (server.priority): {'; '.join(claims)}.",
               "",
               "Answer score (spoken text checked against `launch/questions.toml`):", "", "```", *scores(records),
               "```", "", *latency_table(records), "",

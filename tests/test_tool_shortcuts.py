@@ -41,3 +41,16 @@ def test_the_time_needs_no_arguments(question: str) -> None:
 ])
 def test_what_the_question_does_not_hold_whole_is_left_to_the_model(question: str) -> None:
     assert direct_call(question) is None
+
+
+def test_a_direct_call_is_answered_from_its_result_without_the_model() -> None:
+    from actors.tool_shortcuts import worded
+
+    assert worded("What is 4821 plus 7396?", "calculate", {"expression": "4821 + 7396"}, "12217") == \
+        "4821 plus 7396 is 12217."
+    assert worded("what is 10 divided by 4", "calculate", {"expression": "10 / 4"}, "2.5") == "10 divided by 4 is 2.5."
+    result = "4:38 PM on Wednesday 2 December 2026 (CET)"
+    assert worded("What time is it?", "get_time", {}, result) == "It is 4:38 PM."
+    assert worded("What's the date today?", "get_time", {}, result) == "Today is Wednesday 2 December 2026."
+    assert worded("What time is it?", "get_time", {}, "garbled") is None  # the model words what we cannot
+    assert worded("Set a timer", "set_timer", {"seconds": 3}, "set") is None
