@@ -20,6 +20,7 @@ import numpy as np
 from actors.base import Actor, on
 from actors.cpu import quiet_thread_pools, threads_for
 from actors.stt_languages import AUTO, check_language_setting, heard_language
+from actors.stt_repeats import without_repeats
 from audio.wav import is_silent
 from bus.messages import AudioFrame, CaptureEnd, Transcript, VadEvent
 
@@ -118,7 +119,7 @@ class WhisperRecognizer:
             audio, language=language or None, beam_size=self.settings.beam_size,
             condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
             max_new_tokens=max_new_tokens(len(audio)) if short else None)
-        return " ".join(seg.text.strip() for seg in segments).strip()
+        return without_repeats(" ".join(seg.text.strip() for seg in segments).strip())
 
 
 def window_frames(samples: int) -> int:
