@@ -165,6 +165,8 @@ class LiveTalk:
         msg = env.msg
         if msg.turn == 0:  # beats, pings: no turn's
             return
+        if isinstance(msg, PlayerEvent) and msg.state == "started" and self._unasked(msg):
+            self.adopt(msg.turn)
         due = self.due.turn if self.due else None
         if msg.session != self.driver.session or msg.turn not in (due, self.driver.button.turn):
             if self.all_sessions:
@@ -182,6 +184,18 @@ class LiveTalk:
                 self.show("speaking")
         elif isinstance(msg, Transcript) or env.topic == "llm.done":
             print_event(env, self.screen.line)
+
+    def _unasked(self, msg: PlayerEvent) -> bool:
+        """Audio of a turn the set started on this session by itself (a timer ringing), while this client waits."""
+        return (msg.session == self.driver.session and self.state == "ready" and self.due is None
+                and msg.turn > self.driver.button.turn)
+
+    def adopt(self, turn: int) -> None:
+        """Rocky speaks unasked: shown as speaking, and a key cuts it off as it cuts off a reply."""
+        self.driver.button.adopt(turn)
+        self.due = Due(turn, time.monotonic())
+        self.screen.line("(Rocky speaks unasked: a timer rang)")
+        self.show("speaking")
 
     def other(self, env: Envelope) -> None:
         """Another client's turn, with --all-sessions: its words and its outcome, marked with its session."""

@@ -167,6 +167,26 @@ def test_a_key_while_thinking_is_a_barge_in_and_the_cut_turn_prints_before_liste
     assert barge < lines.index("status: interrupted") < last_listening, lines
 
 
+def test_a_timer_ringing_unasked_shows_as_speaking_and_a_key_cuts_it_off(bus_address: BusAddress) -> None:
+    with live(bus_address) as (stage, out, type_):
+        ring = 1_900_000_000_000  # a turn id the set made (ms since the epoch), newer than any of ours
+        stage.client.publish(PlayerEvent(session="kitchen", turn=ring + 1, state="started"))  # not ours
+        stage.client.publish(PlayerEvent(session="local", turn=ring, state="started"))
+        out.wait_for(lambda s: "[speaking]" in s, "speaking prompt for the ring")
+        type_("x")
+        interrupt = stage.next(Interrupt)
+        assert isinstance(interrupt, Interrupt) and (interrupt.session, interrupt.turn) == ("local", ring)
+        after = pressed(stage).turn
+        stage.record(ring, status="interrupted")
+        lines = out.wait_for(lambda s: "[listening]" in s and "status: interrupted" in s, "the ring's record")
+        type_("q")
+        stage.next(Interrupt, lambda m: m.turn == after)  # type: ignore[attr-defined]
+        stage.record(after, status="interrupted")
+        out.wait_for(lambda s: s.count("status: interrupted") == 2, "the quit turn's record")
+    assert lines.count("(Rocky speaks unasked: a timer rang)") == 1, lines
+    assert after > ring
+
+
 def test_one_error_line_per_failure_and_only_this_clients_turns(bus_address: BusAddress) -> None:
     with live(bus_address) as (stage, out, type_):
         stage.client.publish(Transcript(session="kitchen", turn=5, text="OTHER SESSION"))
