@@ -31,6 +31,8 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || die "run it as root"
 command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: apt-get install mmdebstrap"
+[ "$ARCH" = "$HOST_ARCH" ] || command -v arch-test >/dev/null \
+    || die "arch-test is missing (mmdebstrap needs it for a foreign architecture): apt-get install arch-test"
 if [ "$ARCH" != "$HOST_ARCH" ]; then
     # Foreign binaries run only through qemu-user, registered with binfmt_misc (flag F: the chroot needs no copy).
     qemu=$ARCH; [ "$ARCH" = arm64 ] && qemu=aarch64

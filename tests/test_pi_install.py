@@ -23,8 +23,8 @@ ARM64_LIMIT_S = 900
 """CI's budget for the stage is 12 min; past 15 the run is stopped (and cleaned up) as a failure."""
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="builds a chroot: needs root")
-needs_mmdebstrap = pytest.mark.skipif(shutil.which("mmdebstrap") is None,
-                                      reason="needs mmdebstrap (apt-get install mmdebstrap)")
+needs_mmdebstrap = pytest.mark.skipif(shutil.which("mmdebstrap") is None or shutil.which("arch-test") is None,
+                                      reason="needs mmdebstrap and arch-test (apt-get install mmdebstrap arch-test)")
 
 
 def binfmt_enabled() -> bool:
