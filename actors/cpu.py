@@ -99,32 +99,44 @@ costs far less than running on one thread fewer."""
 
 
 def _autogroup(pid: str) -> tuple[str, int] | None:
-    """(name, nice) of a process's autogroup (`/autogroup-N nice K`); None where autogroups are off or unreadable."""
+    """(name, nice) of a process's autogroup (`/autogroup-N nice K`); None where it cannot be read."""
     try:
-        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
-            return None
         name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
         return name, int(nice)
     except (OSError, ValueError):
         return None
 
 
-def outweighed(pid: str, thread_nice: int) -> bool:
+Ours = tuple[tuple[str, int] | None, int]
+"""This process's autogroup (None where autogroups are off or unreadable) and its own nice."""
+
+
+def _ours() -> Ours:
+    try:
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        enabled = False
+    return (_autogroup("self") if enabled else None), os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def outweighed(pid: str, thread_nice: int, ours: Ours | None = None) -> bool:
     """Whether a runnable thread (of process `pid`, at `thread_nice`) is outweighed by this process's threads
     (see `OUTWEIGHED`): one of our own autogroup (session) by its nice against ours; one of another autogroup
     by that group's nice against our group's, whatever its own nice (that is how the kernel shares the CPU
-    between sessions). cgroup CPU weights (systemd slices) are not read: there a thread competes by its nice."""
-    ours, theirs = _autogroup("self"), _autogroup(pid)
-    if ours is None or theirs is None or ours[0] == theirs[0]:
-        ratio = weight(thread_nice) / weight(os.getpriority(os.PRIO_PROCESS, 0))
+    between sessions). cgroup CPU weights (systemd slices) are not read: there a thread competes by its nice.
+    `ours`: `_ours()`, read once by a caller that asks about many threads."""
+    group, own_nice = ours or _ours()
+    theirs = _autogroup(pid) if group is not None else None
+    if group is None or theirs is None or group[0] == theirs[0]:
+        ratio = weight(thread_nice) / weight(own_nice)
     else:
-        ratio = weight(theirs[1]) / weight(ours[1])
+        ratio = weight(theirs[1]) / weight(group[1])
     return ratio < OUTWEIGHED
 
 
 def _competing_threads() -> int:
     """Runnable threads of other processes that are not outweighed by ours."""
-    me, competing = str(os.getpid()), 0
+    me, ours, competing = str(os.getpid()), _ours(), 0
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or proc.name == me:
             continue
@@ -137,7 +149,7 @@ def _competing_threads() -> int:
                 state, nice = _state_and_nice(task / "stat")
             except (OSError, IndexError, ValueError):
                 continue  # the thread ended while we looked
-            competing += state == b"R" and not outweighed(proc.name, nice)
+            competing += state == b"R" and not outweighed(proc.name, nice, ours)
     return competing
 
 

@@ -21,7 +21,7 @@ from launch.config import ConfigError, load_config
 PROBE = textwrap.dedent("""
     import json, os, subprocess, sys, time
     from pathlib import Path
-    from actors.cpu import _autogroup, claim_priority, outweighed
+    from actors.cpu import _ours, claim_priority, outweighed
 
     LOOP = "while True: pass"
 
@@ -37,7 +37,7 @@ PROBE = textwrap.dedent("""
     other = subprocess.Popen([sys.executable, "-c", LOOP], start_new_session=True)
     try:
         assert runnable(same.pid) and runnable(other.pid), "the busy loops never ran"
-        seen = {"group": _autogroup("self"),
+        seen = {"group": _ours()[0],
                 "same_session_nice19": outweighed(str(same.pid), 19),
                 "other_session_before": outweighed(str(other.pid), 0)}
         seen["claim"] = claim_priority(-10)
