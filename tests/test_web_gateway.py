@@ -29,6 +29,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from actors.web_settings import TEXT_PER_S
 from audio.wav import load_pcm16_mono
 from launch.config import load_config
 from launch.supervisor import Supervisor
@@ -288,17 +289,24 @@ def test_tabs_past_the_limit_are_refused_and_a_silent_one_is_closed(gateway: Gat
 def test_a_flooding_tab_is_held_to_its_budget_and_stays_connected(gateway: Gateway) -> None:
     with gateway.open() as ws:
         session = events(ws, "hello")[0]["session"]
+        began = time.monotonic()
         for _ in range(300):
             ws.send(json.dumps({"type": "beat", "seq": 1}))
             ws.send(b"\x00\x00")
         frame = ws.recv(timeout=10)  # the next beat still comes: the tab was not closed
+        took_s = time.monotonic() - began
         assert json.loads(frame)["type"] == "beat"
     wait_for_log(gateway, f'"web {session}", "count"')  # the burst's summary, written when the tab closed
     log = (gateway.folder / "actors" / "web.log").read_text()
-    [summary] = [json.loads(line) for line in log.splitlines()
-                 if '"bad_frames_dropped"' in line and f'"web {session}"' in line]
-    # 300 audio frames (the button is up, or past the budget) and all text frames past the budget
-    assert summary["total"] >= 500 and summary["last_reason"].endswith("frames a second"), summary
+    mine = [json.loads(line) for line in log.splitlines() if f'"web {session}"' in line]
+    one_by_one = [line for line in mine if line.get("event") == "bad_frame_dropped"]
+    summaries = [line for line in mine if line.get("event") == "bad_frames_dropped"]
+    text_dropped = (sum(1 for line in one_by_one if line["topic"] == "page.text")
+                    + sum(line["topics"].get("page.text", 0) for line in summaries))
+    # 300 audio frames (the button is up, or past the budget) and the text frames past the budget: a burst of
+    # twice the rate, then the rate for as long as the sending took (longer on a loaded machine)
+    assert summaries[-1]["total"] >= 500, summaries
+    assert text_dropped >= 300 - 2 * TEXT_PER_S - TEXT_PER_S * took_s - 1, (text_dropped, took_s, summaries)
 
 
 def test_pressing_again_before_any_reply_audio_ends_that_turn(gateway: Gateway) -> None:
