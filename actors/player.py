@@ -14,6 +14,7 @@ link.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
@@ -69,6 +70,9 @@ class PlayerActor(Actor):
         self.clause_ends: list[float] = []
         """Audio ms at which each clause of the current reply ends."""
         self.written_ms = 0.0
+        self.runs_out_at: float | None = None
+        """When the reply's audio so far has all been played, played in real time from its first sample."""
+        self.stalled_ms = 0.0
         self.open_turn: tuple[str, int] | None = None
         """This satellite's turn from its press until its reply is over (what a lost link must end)."""
         self.link = LinkWatch(LINK_TIMEOUT_S)
@@ -112,8 +116,10 @@ class PlayerActor(Actor):
                 self._stop("superseded")
             self.current, self.started_sent, self.last_seen = key, False, False
             self.held, self.clause_ends, self.written_ms = [], [], 0.0
+            self.runs_out_at, self.stalled_ms = None, 0.0
             self.sink.begin(msg.session, msg.turn, msg.sample_rate)
             self.poll_ms = ACTIVE_POLL_MS
+        self._keep_pace(len(payload) / 2 / msg.sample_rate)
         self.written_ms += 1000.0 * len(payload) / 2 / msg.sample_rate
         while len(self.clause_ends) <= msg.clause:
             self.clause_ends.append(self.written_ms)
@@ -130,6 +136,16 @@ class PlayerActor(Actor):
             self.last_seen = True
             self.sink.end()
         self._report()
+
+    def _keep_pace(self, seconds: float) -> None:
+        """Count the silence a real-time device would have had before this audio (on every sink alike, so the
+        WAV player of the bench reports the stalls the speaker would have)."""
+        if not seconds or not self.settings.streaming:
+            return
+        now = time.time()
+        if self.runs_out_at is not None and now > self.runs_out_at:
+            self.stalled_ms += 1000.0 * (now - self.runs_out_at)
+        self.runs_out_at = max(now, self.runs_out_at or now) + seconds
 
     @on(TurnError)
     def _turn_failed(self, msg: TurnError, _payload: bytes) -> None:
@@ -203,7 +219,8 @@ class PlayerActor(Actor):
                 self.publish(PlayerEvent(session=session, turn=turn, state="started", ts=done,
                                          device=self.sink.description))
             self.publish(PlayerEvent(session=session, turn=turn, state="finished", ts=done,
-                                     audio_ms=self.sink.played_ms(), device=self.sink.description))
+                                     audio_ms=self.sink.played_ms(), device=self.sink.description,
+                                     stalled_ms=round(self.stalled_ms, 1)))
             if self.open_turn == self.current:
                 self.open_turn = None
             self.under_way.pop(self.current, None)
@@ -220,7 +237,8 @@ class PlayerActor(Actor):
         clauses_played = sum(1 for end in complete if end <= played + 0.5)
         self.log.info("playback_stopped", turn=turn, why=why, played_ms=played, clauses_played=clauses_played)
         self.publish(PlayerEvent(session=session, turn=turn, state="stopped", ts=silent_at, audio_ms=played,
-                                 device=self.sink.description, clauses_played=clauses_played))
+                                 device=self.sink.description, clauses_played=clauses_played,
+                                 stalled_ms=round(self.stalled_ms, 1)))
         self.under_way.pop(self.current, None)
         self.current = None
         self.poll_ms = IDLE_POLL_MS

@@ -82,6 +82,7 @@ class TurnTimeline:
     interrupt: float | None = None
     silenced: float | None = None
     played_at_stop_ms: float | None = None
+    stalled_ms: float | None = None
     error: TurnError | None = None
     tools: list[ToolUsed] = field(default_factory=list)
     transit_ms: list[float] = field(default_factory=list)
@@ -122,9 +123,9 @@ class TurnTimeline:
             if msg.state == "started" and self.first_audio is None:
                 self.first_audio = msg.ts
             elif msg.state == "finished":
-                self.finished = msg.ts
+                self.finished, self.stalled_ms = msg.ts, msg.stalled_ms
             elif msg.state == "stopped":
-                self.silenced = msg.ts
+                self.silenced, self.stalled_ms = msg.ts, msg.stalled_ms
                 self.played_at_stop_ms = msg.audio_ms
         elif isinstance(msg, Audible) and self.first_audible is None:
             self.first_audible = msg.heard_at
@@ -195,6 +196,7 @@ class TurnTimeline:
             "first_audio_at": self.first_audio,
             "playback_finished_at": self.finished,
             "playback_ms": _ms(self.finished, self.first_audio),
+            "playback_stalled_ms": self.stalled_ms,
             "release_to_first_audio_ms": _ms(self.first_audio, spoken_end),
             "press_to_first_audio_ms": _ms(self.first_audio, self.press),
             # Only with a probe recording the output device (tests/CI on PulseAudio): the sound, not the request.

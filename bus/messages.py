@@ -225,6 +225,10 @@ class PlayerEvent(Message):
     """Which output: a sound device name or a WAV path."""
     clauses_played: int = 0
     """On stopped: how many of the reply's clauses were played to their end (memory keeps those)."""
+    stalled_ms: float = 0.0
+    """On finished or stopped: silence inside the reply, as a device playing in real time from the first
+    sample has it: a clause that came after the ones before had all been played (a reply too slow to keep up
+    with its own speech)."""
 
 
 # --- conversation -------------------------------------------------------------------

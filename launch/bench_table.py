@@ -8,7 +8,7 @@ from typing import Any
 from models.manifest import GEMMA_270M, QWEN_1_5B
 
 FIGURES = ("release_to_first_audio_ms", "stt_ms", "llm_first_token_ms", "persona_ms", "tts_first_chunk_ms",
-           "llm_total_ms", "interrupt_to_silence_ms", "stale_audio_ms")
+           "llm_total_ms", "playback_stalled_ms", "interrupt_to_silence_ms", "stale_audio_ms")
 HEADLINE = "release_to_first_audio_ms"
 BENCH_MODELS = (QWEN_1_5B.key, GEMMA_270M.key)
 """The default model and the tiny one, by the names `llm.model` takes."""
