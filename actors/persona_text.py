@@ -216,13 +216,18 @@ class ClauseSplitter:
         self.max_chars = max_chars
         self.first_clause_words = first_clause_words
         """When > 0, the first clause is cut after this many words even without punctuation:
-        speech starts sooner, at some cost in phrasing."""
+        speech starts sooner, at some cost in phrasing. The clause after such a cut may be cut after twice
+        as many words, and so on until punctuation ends one: each clause is then made (tokens and
+        synthesis) while the one before it is spoken, so a short first clause does not leave a silence
+        after it while a long second one is generated."""
         self.reset()
 
     def reset(self) -> None:
         self._buf = ""  # the pending clause; never starts with whitespace
         self._pos = 0  # next position of _buf to examine
         self._first = True
+        self._cut_after = self.first_clause_words  # words after which this clause may be cut (0: never)
+        self._cut_by_words = False
 
     def feed(self, piece: str) -> list[str]:
         self._buf += piece
@@ -263,6 +268,8 @@ class ClauseSplitter:
     def _emit(self, head: str, tail: str) -> str:
         self._buf = tail.lstrip()
         self._first = False
+        self._cut_after = 2 * self._cut_after if self._cut_by_words else 0
+        self._cut_by_words = False
         return head.strip()
 
     def _cut_before(self, head: str, space: str, rest: str, final: bool) -> bool | None:
@@ -279,8 +286,9 @@ class ClauseSplitter:
         first_ok = self._first and (sentence_end or words >= 2)
         if not (first_ok or len(clause) >= self.min_chars):
             return False
-        if (self._first and 0 < self.first_clause_words <= words and last not in _SOFT
+        if (0 < self._cut_after <= words and last not in _SOFT and not sentence_end
                 and core.split()[-1].lower() not in _LEADS_ON):
+            self._cut_by_words = True
             return True
         if sentence_end or space == "\n":
             return True

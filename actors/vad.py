@@ -32,17 +32,20 @@ class VadSettings:
     """webrtcvad mode 0 (least) to 3 (most eager to call audio non-speech)."""
     start_frames: int = 3
     """60 ms of speech (3 frames of 20 ms) starts an utterance; shorter blips are noise."""
-    stop_frames: int = 6
-    """120 ms of non-speech ends an utterance: the settled partial starts then. People let go of the button
-    0.2-0.4 s after their last word, so the partial must start well before that to be reused (at 200 ms
-    it started with the release and never was); most pauses between words are shorter."""
-    quiet_below_peak_db: float = 0.0
-    """A frame this many dB below the loudest frame of the turn so far is not speech (0, the default:
-    webrtcvad alone). Off by default: with 40, the final reused a partial made on less trailing audio and
-    one CI run heard "likes" for "legs" in the e2e sample, and +0.2 s was not faster in the bench.
-    On the bench's 60 questions said by Piper and espeak-ng over a -60 dBFS room, the stop came a median
-    126 ms after the last audible sample instead of 233 ms, with no extra stop mid-sentence. Where the
-    room's noise is within this of the voice, no frame is that quiet and webrtcvad decides alone."""
+    stop_frames: int = 4
+    """80 ms of non-speech (4 frames) ends an utterance: the settled partial starts then. People let go of
+    the button 0.2-0.4 s after their last word, so the partial must be made before that to be reused; with
+    `quiet_below_peak_db` the stop comes ~80 ms after the voice fades, the settled partial is ready about
+    as the button comes up, and most pauses between words end it before 4 frames."""
+    quiet_below_peak_db: float = 40.0
+    """A frame this many dB below the loudest frame of the turn so far is not speech (0: webrtcvad alone,
+    which calls the fading end of a word speech for about another 100 ms). On the bench's 60 questions said
+    by Piper and espeak-ng over a -60 dBFS room, the stop came a median 126 ms after the last audible sample
+    instead of 233 ms (6 stop frames), with no extra stop mid-sentence. Where the room's noise is within
+    this of the voice, no frame is that quiet and webrtcvad decides alone. Measured on the 2-core AMD box
+    (2026-12-02), release +0.2 s, Qwen, 30 questions by Piper: release -> first audio p50/p95 579/807 ms
+    with webrtcvad alone and 6 frames, 438-511/594-620 with this and 4 frames (the final reuses the settled
+    partial on 28-30 of 30), right 29 and 28 of 30."""
 
 
 class SpeechDetector(Protocol):
