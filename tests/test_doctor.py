@@ -56,7 +56,7 @@ def test_doctor_on_this_machine_reports_every_section() -> None:
     assert headers == list(SECTIONS), output
     assert finding(output, "OK", "Python 3.")
     models = output.split("[models]\n")[1].split("\n[")[0]
-    for key in ("stt  tiny.en", "llm  qwen2.5-1.5b", "tts  joe-medium"):
+    for key in ("stt  base", "llm  qwen2.5-1.5b", "tts  joe-medium"):
         assert key in models, output  # each configured model has its line (OK, or WARN when not prepared)
     summary = output.splitlines()[-1]
     assert summary.startswith("doctor: ") and summary.endswith(" fail")

@@ -185,7 +185,7 @@ def test_auto_language_with_the_english_only_model_is_refused_at_start() -> None
     from actors.stt import SttSettings, WhisperRecognizer
 
     with pytest.raises(ValueError, match=r"multilingual model.*stt.model = \"base\""):
-        WhisperRecognizer(SttSettings(language="auto"))
+        WhisperRecognizer(SttSettings(model="tiny.en", language="auto"))
 
 
 @pytest.mark.parametrize(("language", "languages", "refused"), [

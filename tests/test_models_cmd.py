@@ -68,10 +68,10 @@ def test_prepare_assembles_the_split_models_and_verify_passes(prepared: Prepared
 def test_list_shows_the_three_configured_defaults(prepared: Prepared) -> None:
     code, output = run_cli("models", "list")
     assert code == 0
-    for setting, key in (("stt.model", "tiny.en"), ("llm.model", "qwen2.5-1.5b"), ("tts.voice", "joe-medium")):
+    for setting, key in (("stt.model", "base"), ("llm.model", "qwen2.5-1.5b"), ("tts.voice", "joe-medium")):
         line = next(ln for ln in output.splitlines() if setting in ln)
         assert f"{key}:" in line and "[ready]" in line, output
-    assert 'also available: base' in output and 'stt.model = "base"' in output
+    assert "also available: tiny.en" in output and 'stt.model = "tiny.en"' in output
     assert "Apache-2.0" in output and "MIT (OpenAI Whisper)" in output
 
 
