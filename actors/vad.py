@@ -32,11 +32,12 @@ class VadSettings:
     """webrtcvad mode 0 (least) to 3 (most eager to call audio non-speech)."""
     start_frames: int = 3
     """60 ms of speech (3 frames of 20 ms) starts an utterance; shorter blips are noise."""
-    stop_frames: int = 4
-    """80 ms of non-speech (4 frames) ends an utterance: the settled partial starts then. People let go of
+    stop_frames: int = 5
+    """100 ms of non-speech (5 frames) ends an utterance: the settled partial starts then. People let go of
     the button 0.2-0.4 s after their last word, so the partial must be made before that to be reused; with
-    `quiet_below_peak_db` the stop comes ~80 ms after the voice fades, the settled partial is ready about
-    as the button comes up, and most pauses between words end it before 4 frames."""
+    `quiet_below_peak_db` the stop comes ~100 ms after the voice fades and the settled partial is ready
+    about as the button comes up. 4 frames was ~20 ms sooner but ended launch/samples/prompt-3s.wav at a
+    pause between two words (5 and 6 do not)."""
     quiet_below_peak_db: float = 40.0
     """A frame this many dB below the loudest frame of the turn so far is not speech (0: webrtcvad alone,
     which calls the fading end of a word speech for about another 100 ms). On the bench's 60 questions said
@@ -44,8 +45,8 @@ class VadSettings:
     instead of 233 ms (6 stop frames), with no extra stop mid-sentence. Where the room's noise is within
     this of the voice, no frame is that quiet and webrtcvad decides alone. Measured on the 2-core AMD box
     (2026-12-02), release +0.2 s, Qwen, 30 questions by Piper: release -> first audio p50/p95 579/807 ms
-    with webrtcvad alone and 6 frames, 438-511/594-620 with this and 4 frames (the final reuses the settled
-    partial on 28-30 of 30), right 29 and 28 of 30."""
+    with webrtcvad alone and 6 frames, 509/625 with this and 6 frames, 438-511/594-620 with 4 (the final
+    reuses the settled partial on 28-30 of 30), right 29 and 28 of 30."""
 
 
 class SpeechDetector(Protocol):
