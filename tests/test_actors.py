@@ -40,7 +40,7 @@ from bus.messages import (
     VadEvent,
 )
 from bus.sockets import BusAddress
-from tests.helpers import Sendable, actor_on_bus, expect_exactly, of_type, run_actor
+from tests.helpers import OneOrMore, Sendable, actor_on_bus, expect_exactly, of_type, run_actor
 
 SAMPLES = Path(__file__).resolve().parents[1] / "launch" / "samples"
 TURN = 1_700_000_000_000
@@ -56,11 +56,14 @@ def test_vad_marks_speech_start_and_stop(bus_address: BusAddress) -> None:
     pcm = load_pcm16_mono(SAMPLES / "prompt-3s.wav")
     silence = np.zeros(16000, dtype=np.int16)  # a second after speech: the stop must show
     send: list[Sendable] = [*frames_of(np.concatenate([pcm, silence])), CaptureEnd(turn=TURN, frames=1, duration_ms=20)]
-    got = run_actor(VadActor(VadSettings()), bus_address, send, expect=[VadEvent, VadEvent], listen=["vad"])
+    # A stop is a hint for the settled partial, not the end of the turn (the button is): with the default
+    # 80 ms a longer pause between two words of this recording is a stop and a start too.
+    got = run_actor(VadActor(VadSettings()), bus_address, send, expect=[OneOrMore(VadEvent)], listen=["vad"])
     events = of_type(got, VadEvent)
-    assert [e.speech for e in events] == [True, False]
-    start, stop = (e.audio_ms for e in events)
+    assert [e.speech for e in events] in ([True, False], [True, False, True, False])
+    start, stop = events[0].audio_ms, events[-1].audio_ms
     assert 100 <= start < 800 and start < stop <= 1000 * len(pcm) / 16000 + 400
+    assert 1000 * len(pcm) / 16000 - 1500 < stop  # the last stop is at the end of the speech
 
 
 def test_stt_transcribes_a_turn_on_capture_end(bus_address: BusAddress) -> None:
