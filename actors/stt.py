@@ -43,9 +43,8 @@ class SttSettings:
     """faster-whisper, http (an OpenAI-compatible /v1/audio/transcriptions server), or fixed (tests: always
     answers `fixed_text`)."""
     model: str = ""
-    """A CTranslate2 Whisper model directory, or a known one: empty or base (the default, multilingual),
-    tiny.en (faster, mishears more). Release +0.2 s on the 2-core AMD box, 30 questions: base right 30/30
-    said by Piper and 25/30 by espeak-ng, release -> first audio p50 475 ms; tiny.en 28/30 and 21/30, 391 ms."""
+    """A CTranslate2 Whisper model directory, or empty/base (the default, multilingual) or tiny.en (faster,
+    mishears more: espeak-ng's questions 21/30 right against base's 25/30; BENCHMARK.md)."""
     compute_type: str = "int8"
     """CTranslate2 compute type: int8 is fastest on a CPU; float32 for a model without int8 weights."""
     beam_size: int = 5
@@ -99,8 +98,7 @@ class WhisperRecognizer:
         from models.registry import stt_model_dir
 
         path = stt_model_dir(settings.model)
-        known = known_model("stt", settings.model)
-        name = known.key if known else settings.model
+        name = known.key if (known := known_model("stt", settings.model)) else settings.model
         self.settings = settings
         self.threads = threads_for("stt", settings.threads)
         self.description = f"faster-whisper {name} {settings.compute_type}, {self.threads} threads"
