@@ -2,7 +2,7 @@
 
 Each input is made here (numpy + struct) from the bundled spoken question, run through
 `load_pcm16_mono` (what `talk --input` and the mic use), then the hard ones through the mic and
-stt actors on a real bus, and the 24-bit one through the real tiny.en model to prove the words
+stt actors on a real bus, and the 24-bit one through the real default Whisper model to prove the words
 survive the conversion.
 """
 

@@ -1,5 +1,5 @@
 """The rocky voice effect: chords of the voice, the same chunked as whole, through the tts actor, and still
-understood by the real faster-whisper tiny.en."""
+understood by the real faster-whisper (the default recogniser)."""
 
 from __future__ import annotations
 
