@@ -119,8 +119,9 @@ class PlayerActor(Actor):
             self.runs_out_at, self.stalled_ms = None, 0.0
             self.sink.begin(msg.session, msg.turn, msg.sample_rate)
             self.poll_ms = ACTIVE_POLL_MS
-        self._keep_pace(len(payload) / 2 / msg.sample_rate)
-        self.written_ms += 1000.0 * len(payload) / 2 / msg.sample_rate
+        seconds = len(payload) / 2 / msg.sample_rate
+        self._keep_pace(seconds)
+        self.written_ms += 1000.0 * seconds
         while len(self.clause_ends) <= msg.clause:
             self.clause_ends.append(self.written_ms)
         self.clause_ends[msg.clause] = self.written_ms
