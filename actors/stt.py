@@ -18,10 +18,8 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from actors.base import Actor, on
-from actors.cpu import quiet_thread_pools, threads_for
-from actors.stt_languages import AUTO, check_language_setting, heard_language
-from actors.stt_repeats import without_repeats
-from audio.wav import is_silent
+from actors.stt_languages import AUTO
+from audio.wav import SILENCE_DBFS, is_silent, rms_dbfs
 from bus.messages import AudioFrame, CaptureEnd, Transcript, VadEvent
 
 SAMPLE_RATE = 16000
@@ -29,10 +27,6 @@ MIN_SPEECH_MS = 200.0
 """Shorter captures are a slip of the finger, not a question."""
 MAX_TURN_SECONDS = 60.0
 """Audio beyond this is not buffered: memory stays bounded if a button sticks."""
-FULL_WINDOW_FRAMES = 3000
-"""Whisper's own window: 30 s of mel frames."""
-WINDOW_SPARE_S = 8
-"""Padding kept after the audio in a short window (see `window_frames`)."""
 MAX_OPEN_TURNS = 8
 """Turns buffered at once; the oldest is dropped when a new one would exceed it."""
 
@@ -63,6 +57,11 @@ class SttSettings:
     """Transcribe while the button is held (False: the sequential flow, all of it after release)."""
     partial_every_ms: float = 500.0
     """New audio between two partials while speech goes on (each also prefills the LLM's prompt)."""
+    partial_waits_below_peak_db: float = 25.0
+    """A partial due while the newest frame is this far below the turn's loudest waits for a louder one
+    (0: never waits). A fading voice is most often the last word ending: VAD's stop and the settled partial
+    come next, and a partial begun then would hold the settled one up for its whole length (~200 ms with
+    base on 2 cores), the LLM's prefill of it too."""
     url: str = "http://127.0.0.1:8000/v1"
     """http backend: the server's /v1 base (speaches, faster-whisper-server, whisper.cpp's server; see
     docs/voices.md); the token, if it needs one, comes from ROCKY_RELAY_STT_API_KEY."""
@@ -87,71 +86,6 @@ class Recognizer(Protocol):
         """Text for float32 mono 16 kHz audio."""
 
 
-class WhisperRecognizer:
-    """faster-whisper on the CPU, loaded from a local directory only (never a hub download)."""
-
-    def __init__(self, settings: SttSettings) -> None:
-        quiet_thread_pools()  # before CTranslate2 (and its OpenMP runtime) is loaded
-        model_class = _short_window_class()
-
-        from models.manifest import known_model
-        from models.registry import stt_model_dir
-
-        path = stt_model_dir(settings.model)
-        name = known.key if (known := known_model("stt", settings.model)) else settings.model
-        self.settings = settings
-        self.threads = threads_for("stt", settings.threads)
-        self.description = f"faster-whisper {name} {settings.compute_type}, {self.threads} threads"
-        self.model = model_class(str(path), device="cpu", compute_type=settings.compute_type,
-                                 cpu_threads=self.threads, local_files_only=True)
-        check_language_setting(self.model, settings.language, name, settings.languages)
-        self.heard_language = ""
-        """The language of the last transcription."""
-        # The first call pays for lazy initialisation; do it now, not in the first turn.
-        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))
-
-    def transcribe(self, audio: np.ndarray) -> str:
-        short = self.settings.short_window
-        self.model.window_frames = window_frames(len(audio)) if short else FULL_WINDOW_FRAMES
-        language = self.settings.language
-        if language == AUTO:
-            language = heard_language(self.model, audio, self.settings.languages)
-        self.heard_language = language
-        segments, _info = self.model.transcribe(
-            audio, language=language or None, beam_size=self.settings.beam_size,
-            condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
-            max_new_tokens=max_new_tokens(len(audio)) if short else None)
-        return without_repeats(" ".join(seg.text.strip() for seg in segments).strip())
-
-
-def window_frames(samples: int) -> int:
-    """Mel frames (100 a second) to encode for `samples` of audio: its whole seconds and the spare padding.
-    Less padding is faster still, but the decoder then loops (with 1-4 s, half the answer set's questions
-    came back repeated until the token limit)."""
-    seconds = -(-samples // SAMPLE_RATE) + WINDOW_SPARE_S
-    return min(FULL_WINDOW_FRAMES, 100 * seconds)
-
-
-def max_new_tokens(samples: int) -> int:
-    """More tokens than anyone says in that time (about 3 words a second), so a loop is cut short."""
-    return int(8 * samples / SAMPLE_RATE) + 10
-
-
-def _short_window_class() -> type:
-    from faster_whisper import WhisperModel
-
-    class ShortWindowWhisper(WhisperModel):  # type: ignore[misc]
-        """faster-whisper pads every segment to 30 s of mel frames; CTranslate2's encoder takes fewer, so
-        the zero padding past `window_frames` is cut before encoding (whisper.cpp's audio_ctx trick)."""
-
-        window_frames = FULL_WINDOW_FRAMES
-
-        def encode(self, features: np.ndarray) -> object:
-            return super().encode(features[..., : self.window_frames])
-
-    return ShortWindowWhisper
-
-
 class FixedRecognizer:
     """Answers the same text for any speech: for tests that need no model."""
 
@@ -173,6 +107,9 @@ class _TurnAudio:
     partial_samples: int = 0
     """Audio the latest partial covered."""
     partial_language: str = ""
+    peak_db: float = SILENCE_DBFS
+    newest_db: float = SILENCE_DBFS
+    """The loudest frame of the turn so far and the newest one, dBFS."""
     settled: bool = False
     """The latest partial was made after speech stopped and nothing was heard since."""
 
@@ -193,6 +130,8 @@ class SttActor(Actor):
     def on_start(self) -> None:
         if self.recognizer is None:
             if self.settings.backend == "faster-whisper":
+                from actors.stt_whisper import WhisperRecognizer
+
                 self.recognizer = WhisperRecognizer(self.settings)
             elif self.settings.backend == "http":
                 from actors.stt_http import HttpRecognizer
@@ -209,10 +148,15 @@ class SttActor(Actor):
     @on(AudioFrame)
     def _frame(self, msg: AudioFrame, payload: bytes) -> None:
         audio = self._add_frame((msg.session, msg.turn), msg, payload)
-        due = audio is not None and audio.speaking and (
-            audio.samples - audio.partial_samples) >= self.settings.partial_every_ms * SAMPLE_RATE / 1000
-        if audio is not None and due:
+        if audio is not None and self._periodic_partial_due(audio):
             self._partial(msg, audio, settled=False)
+
+    def _periodic_partial_due(self, audio: _TurnAudio) -> bool:
+        """Enough new speech for a partial, and no sign that the settled one is about to be wanted."""
+        if not audio.speaking or (audio.samples - audio.partial_samples) < (
+                self.settings.partial_every_ms * SAMPLE_RATE / 1000):
+            return False
+        return not 0 < self.settings.partial_waits_below_peak_db <= audio.peak_db - audio.newest_db
 
     @on(VadEvent)
     def _speech_news(self, msg: VadEvent, _payload: bytes) -> None:
@@ -249,14 +193,19 @@ class SttActor(Actor):
         if kept:
             audio.chunks.append(kept)
             audio.samples += len(kept) // 2
+            audio.newest_db = rms_dbfs(np.frombuffer(kept, dtype=np.int16))
+            audio.peak_db = max(audio.peak_db, audio.newest_db)
         return audio
 
     def _partial(self, about: AudioFrame | VadEvent, audio: _TurnAudio, settled: bool) -> None:
-        """Transcribe what is there so far, unless the release already came (the final is due)."""
+        """Transcribe what is there so far, unless the release already came (the final is due) or, for a
+        periodic partial, VAD's stop did (the settled partial is due)."""
         if not self.settings.streaming or audio.samples < MIN_SPEECH_MS * SAMPLE_RATE / 1000:
             return
         self.check_control()
-        if self.pending(lambda m: isinstance(m, CaptureEnd) and (m.session, m.turn) == (about.session, about.turn)):
+        key = (about.session, about.turn)
+        if self.pending(lambda m: (m.session, m.turn) == key and (
+                isinstance(m, CaptureEnd) or (not settled and isinstance(m, VadEvent) and not m.speech))):
             return
         pcm = audio.pcm()
         text, compute_ms = self._transcribe(pcm)

@@ -1,6 +1,6 @@
 """Whisper's decoder loop, cut off: a transcript that says its first words over again is those words once.
 
-With the short encoder window (actors/stt.py `window_frames`) Whisper sometimes misses the end of the text
+With the short encoder window (actors/stt_whisper.py `window_frames`) Whisper sometimes misses the end of the text
 and says the question again until the token cap: "What is 2 plus 2? What is 2 plus 2?", "How many hours are
 in a day? How many hours are in" (3 of the 60 bench recordings, 2026-12-02). The model then answers the
 same question, but the record shows words nobody said and the loop's tokens cost decoding time. A run of at

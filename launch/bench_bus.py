@@ -93,7 +93,8 @@ def in_process_first_audio_ms(model: str, prompts: list[Path]) -> list[float]:
     from actors.llm_settings import LlmSettings
     from actors.persona import PersonaSettings
     from actors.persona_text import ClauseSplitter, rocky_transform
-    from actors.stt import SttSettings, WhisperRecognizer
+    from actors.stt import SttSettings
+    from actors.stt_whisper import WhisperRecognizer
     from actors.tts import PiperSynthesizer, TtsSettings
     from audio.wav import load_pcm16_mono
 

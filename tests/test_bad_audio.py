@@ -243,7 +243,7 @@ def test_mic_and_stt_on_the_bus(bus_address: BusAddress, tmp_path: Path, name: s
 @pytest.mark.models
 def test_the_real_model_hears_the_question_through_24_bit_conversions(tmp_path: Path) -> None:
     pytest.importorskip("faster_whisper")
-    from actors.stt import WhisperRecognizer
+    from actors.stt_whisper import WhisperRecognizer
     from models.registry import ModelNotFound
 
     try:

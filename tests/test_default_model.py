@@ -57,7 +57,8 @@ def test_the_default_model_answers_plainly_and_right(qwen: LlamaCppGenerator) ->
 def test_the_thread_plan_reaches_each_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     import llama_cpp
 
-    from actors.stt import SttSettings, WhisperRecognizer
+    from actors.stt import SttSettings
+    from actors.stt_whisper import WhisperRecognizer
     from actors.tts import PiperSynthesizer, TtsSettings
 
     monkeypatch.setenv(CORES_ENV, "1")
@@ -103,7 +104,7 @@ def test_a_malformed_answer_set_is_refused_with_the_entry(tmp_path: Path) -> Non
 
 
 def test_a_short_window_covers_the_audio_and_its_padding() -> None:
-    from actors.stt import FULL_WINDOW_FRAMES, WINDOW_SPARE_S, max_new_tokens, window_frames
+    from actors.stt_whisper import FULL_WINDOW_FRAMES, WINDOW_SPARE_S, max_new_tokens, window_frames
 
     assert window_frames(3 * 16000) == 100 * (3 + WINDOW_SPARE_S)
     assert window_frames(3 * 16000 + 1) == 100 * (4 + WINDOW_SPARE_S), "part of a second is a whole one"
@@ -113,7 +114,8 @@ def test_a_short_window_covers_the_audio_and_its_padding() -> None:
 
 @pytest.mark.models
 def test_the_short_window_encodes_fewer_frames_and_hears_the_same_words() -> None:
-    from actors.stt import FULL_WINDOW_FRAMES, SttSettings, WhisperRecognizer
+    from actors.stt import SttSettings
+    from actors.stt_whisper import FULL_WINDOW_FRAMES, WhisperRecognizer
     from audio.wav import load_pcm16_mono
 
     sample = Path(__file__).resolve().parent.parent / "launch" / "samples" / "prompt-3s.wav"

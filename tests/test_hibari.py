@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from actors.llm_prompt import words_of
-from actors.stt import SttSettings, WhisperRecognizer
+from actors.stt import SttSettings
+from actors.stt_whisper import WhisperRecognizer
 from actors.tts import TtsActor, TtsSettings, make_synthesizer
 from actors.tts_backends import TtsBackendError
 from actors.tts_hibari import HibariSynthesizer

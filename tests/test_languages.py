@@ -182,7 +182,8 @@ def test_a_spoken_question_is_heard_in_its_language_and_answered_in_it(
 
 @pytest.mark.models
 def test_auto_language_with_the_english_only_model_is_refused_at_start() -> None:
-    from actors.stt import SttSettings, WhisperRecognizer
+    from actors.stt import SttSettings
+    from actors.stt_whisper import WhisperRecognizer
 
     with pytest.raises(ValueError, match=r"multilingual model.*stt.model = \"base\""):
         WhisperRecognizer(SttSettings(model="tiny.en", language="auto"))

@@ -49,8 +49,8 @@ class LengthRecognizer:
         return f"heard {len(audio) // 16000} seconds"
 
 
-def speech_frames(seconds: float, start_seq: int = 0) -> list[Sendable]:
-    noise = (np.random.default_rng(1).standard_normal(int(16000 * seconds)) * 3000).astype(np.int16)
+def speech_frames(seconds: float, start_seq: int = 0, level: float = 3000) -> list[Sendable]:
+    noise = (np.random.default_rng(1).standard_normal(int(16000 * seconds)) * level).astype(np.int16)
     return [(AudioFrame(turn=TURN, seq=start_seq + i), noise[i * 320:(i + 1) * 320].tobytes())
             for i in range(len(noise) // 320)]
 
@@ -83,6 +83,22 @@ def test_a_settled_partial_is_discarded_when_speech_goes_on(bus_address: BusAddr
         CaptureEnd(turn=TURN, frames=150, duration_ms=3000)])
     assert partial.text == "heard 2 seconds"
     assert final.final and not final.reused_partial and final.text == "heard 3 seconds"
+
+
+@pytest.mark.parametrize(("waits_below_peak_db", "third_partial_ms"), [(25.0, 1620.0), (0.0, 1500.0)])
+def test_a_partial_due_while_the_voice_fades_waits_for_a_louder_frame(
+        bus_address: BusAddress, waits_below_peak_db: float, third_partial_ms: float) -> None:
+    """Partials every 0.5 s: one due in the fading 0.6 s (30 dB down) waits for the next loud frame, so
+    it cannot hold up the settled partial that VAD's stop would ask for; with the wait off it runs on time."""
+    faint = speech_frames(0.6, start_seq=50, level=3000 / 32)
+    loud_again = speech_frames(0.1, start_seq=80)
+    stt = SttActor(SttSettings(backend="fixed", partial_every_ms=500,
+                               partial_waits_below_peak_db=waits_below_peak_db), LengthRecognizer())
+    with actor_on_bus(stt, bus_address, ["stt."]) as client:
+        send_all(client, [VadEvent(turn=TURN, speech=True, audio_ms=0), *speech_frames(1.0), *faint, *loud_again])
+        partials = of_type(collect(client, [Transcript] * 3, 10), Transcript)
+    assert [p.audio_ms for p in partials] == [500.0, 1000.0, third_partial_ms]
+    assert not any(p.final or p.settled for p in partials)
 
 
 def test_no_stale_chunk_plays_after_an_interrupt(bus_address: BusAddress, tmp_path: Path) -> None:

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from actors.llm_prompt import words_of
-from actors.stt import SttActor, SttSettings, WhisperRecognizer
+from actors.stt import SttActor, SttSettings
 from actors.stt_http import API_KEY_ENV, HttpRecognizer, SttServerBadReply, SttServerDown, SttServerTimeout
+from actors.stt_whisper import WhisperRecognizer
 from actors.tts import PiperSynthesizer, TtsSettings
 from audio.wav import resample
 from bus.messages import AudioFrame, CaptureEnd, Transcript, TurnError
