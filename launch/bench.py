@@ -1,15 +1,15 @@
 """`rocky-relay bench`: what a user waits for and whether the answer was right, through the real actors.
 
-For each model (the default Qwen2.5-Coder-1.5B-Instruct and the tiny gemma-3-270m) it launches the
-actor processes and asks the bundled answer set (`launch/questions.toml`): typed, and spoken by two
-voices (Piper and espeak-ng, `launch/bench_prompts.py`) released 0.2 s after the last word, which is
-what people do; then shorter runs released at once (0 s) and generously (0.5 s), the same spoken turns
-with one `nice -n 19` busy loop running beside them, and a barge-in. The sequential flow (whole
-transcription after release, whole reply, whole speech) runs the same models in the same run. Replies
-are scored against the accepted answers (`right x/N`). Raw records go to logs/benchmarks/*.jsonl; the
-tables are printed and appended to BENCHMARK.md with the machine they ran on; `rocky-relay report` draws
-them (the model is the record's `variant`). Memory is off, so each question is asked afresh (the KV cache
-still holds the fixed head).
+For each model (the default Qwen2.5-Coder-1.5B-Instruct and the tiny gemma-3-270m, with whisper base;
+and gemma with tiny.en, the fastest set; `bench_table.BENCH_MODELS`) it launches the actor processes and
+asks the bundled answer set (`launch/questions.toml`): typed, and spoken by two voices (Piper and espeak-ng,
+`launch/bench_prompts.py`) released 0.2 s after the last word, which is what people do; then shorter runs
+released at once (0 s) and generously (0.5 s), the same spoken turns with one `nice -n 19` busy loop
+running beside them, and a barge-in. The sequential flow (whole transcription after release, whole reply,
+whole speech) runs the same models in the same run. Replies are scored against the accepted answers
+(`right x/N`). Raw records go to logs/benchmarks/*.jsonl; the tables are printed and appended to
+BENCHMARK.md with the machine they ran on; `rocky-relay report` draws them (the model is the record's
+`variant`). Memory is off, so each question is asked afresh (the KV cache still holds the fixed head).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 from launch.answers import Question, load_questions
 from launch.bench_bus import bus_hop_us, in_process_first_audio_ms, machine_description
 from launch.bench_prompts import write_prompts
-from launch.bench_table import latency_table, ratios, scores
+from launch.bench_table import latency_table, model_overrides, model_parts, ratios, scores
 from launch.config import Config, bus_address, load_config
 from launch.supervisor import Supervisor
 from launch.turns import TurnDriver
@@ -103,7 +103,7 @@ def run_turn(driver: TurnDriver, config: Config, scenario: Scenario, question: Q
 
 def run_model(model: str, pipeline: str, questions: list[Question], prompts: dict[tuple[str, float], list[Path]],
               reps: int, workdir: Path) -> list[dict[str, Any]]:
-    overrides = [f"llm.model={model}", "persona.style=rocky", "tts.backend=piper",
+    overrides = [*model_overrides(model), "persona.style=rocky", "tts.backend=piper",
                  *(SEQUENTIAL if pipeline == "sequential" else []),
                  "mic.backend=wav", f"mic.path={workdir}/mic.wav", "player.backend=wav",
                  f"player.path={workdir}/reply.wav", f"logger.path={workdir}/turns.jsonl", "llm.history_tokens=0"]
@@ -156,9 +156,10 @@ def main(reps: int, models: list[str], pipelines: list[str], quick: bool, append
         for pipeline in pipelines:
             records += run_model(model, pipeline, questions, prompts, reps, workdir)
         if "sequential" in pipelines:  # the same models in a row in one process, once the actors are gone
+            llm, stt = model_parts(model)
             records += [{"model": model, "variant": model, "pipeline": "in-process", "scenario": "spoken-piper+0.2",
                          "status": "ok", "release_to_first_audio_ms": round(ms, 1)}
-                        for ms in in_process_first_audio_ms(model, prompts[("piper", 0.2)][:reps])]
+                        for ms in in_process_first_audio_ms(llm, prompts[("piper", 0.2)][:reps], stt_model=stt)]
     raw = out_dir / f"{stamp}.jsonl"
     raw.write_text("".join(json.dumps(r) + "\n" for r in records))
     hop = bus_hop_us()

@@ -84,7 +84,7 @@ def bus_hop_us(count: int = HOP_MESSAGES) -> dict[str, float]:
     return {"n": len(ordered), "p50": statistics.median(ordered), "p99": ordered[int(0.99 * (len(ordered) - 1))]}
 
 
-def in_process_first_audio_ms(model: str, prompts: list[Path]) -> list[float]:
+def in_process_first_audio_ms(model: str, prompts: list[Path], stt_model: str = "") -> list[float]:
     """The same three models called one after another in one process, for each spoken prompt: the whole
     recording transcribed, the reply streamed to its first clause, that clause's first Piper chunk. What a
     simple script does; the actor system's figure should beat it. The first prompt warms up and is dropped."""
@@ -98,7 +98,7 @@ def in_process_first_audio_ms(model: str, prompts: list[Path]) -> list[float]:
     from actors.tts import PiperSynthesizer, TtsSettings
     from audio.wav import load_pcm16_mono
 
-    recognizer = WhisperRecognizer(SttSettings())
+    recognizer = WhisperRecognizer(SttSettings(model=stt_model))
     generator = LlamaCppGenerator(LlmSettings(model=model, history_tokens=0))
     synth = PiperSynthesizer(TtsSettings())
     timings: list[float] = []

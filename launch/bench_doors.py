@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from audio.wav import load_pcm16_mono
+from launch.bench_table import BENCH_MODELS, model_overrides
 from launch.wyoming_client import READ_TIMEOUT_S, converse, converse_into_speech, synthesize, text_of, transcribe
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -139,19 +140,18 @@ def table(results: dict[str, list[float]], failed: dict[str, int], marks: dict[s
 
 
 def run(args: argparse.Namespace) -> int:
-    from launch.bench_table import BENCH_MODELS
     from launch.config import bus_address, load_config
     from launch.supervisor import Supervisor
     from launch.turns import TurnDriver
 
     reps = max(1, int(args.reps))
-    model = BENCH_MODELS[0] if args.model == "both" else args.model
+    model = BENCH_MODELS[0] if args.model == "all" else args.model
     workdir = Path(tempfile.mkdtemp(prefix="rocky-bench-doors-"))
     port = free_port()
     (workdir / "bench.toml").write_text(f'[bus]\npub = "ipc://{workdir}/pub"\nsub = "ipc://{workdir}/sub"\n')
     # The edge actors serve only the terminal's session ("local"), so they never capture or play a
     # Wyoming turn; the history is off, so every question is asked afresh whichever door it came by.
-    overrides = [f"llm.model={model}", "llm.history_tokens=0", "satellite.session=local", "mic.backend=wav",
+    overrides = [*model_overrides(model), "llm.history_tokens=0", "satellite.session=local", "mic.backend=wav",
                  f"mic.path={QUESTION_WAV}", "player.backend=wav", f"player.path={workdir}/reply.wav",
                  f"logger.path={workdir}/turns.jsonl", "wyoming.host=127.0.0.1", f"wyoming.port={port}",
                  "wyoming.zeroconf=false"]

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from launch.bench_table import BENCH_MODELS, model_overrides
+
 KINDS = ("time", "sum", "timer")
 TURN_TIMEOUT_S = 240.0
 TIMER_SECONDS = 2
@@ -86,7 +88,7 @@ def one_mode(model: str, tools: bool, reps: int, workdir: Path) -> list[dict[str
     from launch.turns import TurnDriver
 
     (workdir / "bench.toml").write_text(f'[bus]\npub = "ipc://{workdir}/pub"\nsub = "ipc://{workdir}/sub"\n')
-    overrides = [f"llm.model={model}", "llm.history_tokens=0", f"llm.tools={str(tools).lower()}",
+    overrides = [*model_overrides(model), "llm.history_tokens=0", f"llm.tools={str(tools).lower()}",
                  "player.backend=wav", f"player.path={workdir}/reply.wav", f"logger.path={workdir}/turns.jsonl",
                  f"tools.timers_path={workdir}/timers.json", "llm.memory_dir=", "logger.stage_timeout_s=120"]
     config = load_config(workdir / "bench.toml", overrides)
@@ -135,10 +137,9 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from launch.bench_bus import machine_description
-    from launch.bench_table import BENCH_MODELS
 
     reps = 1 if args.quick else max(1, int(args.reps))
-    model = BENCH_MODELS[0] if args.model == "both" else args.model
+    model = BENCH_MODELS[0] if args.model == "all" else args.model
     print(f"bench --suite tools on {machine_description()}, model {model}, {reps} reps of {', '.join(KINDS)}")
     workdir = Path(tempfile.mkdtemp(prefix="rocky-bench-tools-"))
     try:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from audio.effects import EFFECTS, make_effect
+from launch.bench_table import BENCH_MODELS, model_overrides
 
 SENTENCES = ("Hello friend.", "The ship is ready to go, question?", "I am happy you are here.",
              "We fly to the star tomorrow.", "Amaze amaze amaze!", "Fist my bump.")
@@ -88,7 +89,7 @@ def through_actors(model: str, reps: int) -> tuple[list[str], int]:
     try:
         for style, effect in COMBINATIONS:  # one launch each: the persona and the effect are start-up settings
             (workdir / "bench.toml").write_text(f'[bus]\npub = "ipc://{workdir}/pub"\nsub = "ipc://{workdir}/sub"\n')
-            overrides = [f"llm.model={model}", "llm.history_tokens=0", f"persona.style={style}",
+            overrides = [*model_overrides(model), "llm.history_tokens=0", f"persona.style={style}",
                          f"tts.effect={effect}", "player.backend=wav", f"player.path={workdir}/reply.wav",
                          f"logger.path={workdir}/turns.jsonl"]
             config = load_config(workdir / "bench.toml", overrides)
@@ -122,10 +123,9 @@ def through_actors(model: str, reps: int) -> tuple[list[str], int]:
 
 def run(args: argparse.Namespace) -> int:
     from launch.bench_bus import machine_description
-    from launch.bench_table import BENCH_MODELS
 
     reps = max(1, int(args.reps))
-    model = BENCH_MODELS[0] if args.model == "both" else args.model
+    model = BENCH_MODELS[0] if args.model == "all" else args.model
     print(f"bench --suite voices on {machine_description()}, {reps} reps")
     voices = in_process(reps)
     print("\nFirst chunk per voice, in process (text -> first audio the tts actor would publish):")

@@ -95,6 +95,22 @@ def test_the_answer_set_loads_and_scores() -> None:
     assert score([spider, day], ["eight", "twelve"]) == 1 and score([spider, day], ["eight"]) == 1
 
 
+def test_each_bench_model_label_selects_embedded_models() -> None:
+    """The bench's labels (`gemma-3-270m+tiny.en`: the tiny LLM with the tiny recogniser) become settings
+    that name models the manifest knows: none is fetched, none is a typo silently run as a path."""
+    from launch.bench_table import BENCH_MODELS, model_overrides
+    from launch.config import load_config
+    from models.manifest import known_model
+
+    picked = set()
+    for label in BENCH_MODELS:
+        config = load_config(None, model_overrides(label))
+        llm, stt = known_model("llm", config.section("llm").model), known_model("stt", config.section("stt").model)
+        assert llm is not None and stt is not None, label
+        picked.add((llm.key, stt.key))
+    assert len(picked) == len(BENCH_MODELS)
+
+
 def test_a_malformed_answer_set_is_refused_with_the_entry(tmp_path: Path) -> None:
     bad = tmp_path / "q.toml"
     bad.write_text('[[question]]\nask = "Hi?"\naccept = ["hello"]\n\n[[question]]\nask = "Where?"\n')
