@@ -42,8 +42,8 @@ class SttSettings:
     compute_type: str = "int8"
     """CTranslate2 compute type: int8 is fastest on a CPU; float32 for a model without int8 weights."""
     beam_size: int = 5
-    """Decoding beam. With the short window decoding is cheap: on the answer set spoken by espeak-ng, 5
-    made 26 word errors against greedy decoding's (1) 36, in the same time on 2 cores."""
+    """Decoding beam. On the answer set spoken by espeak-ng, 5 made 27 word errors against greedy decoding's
+    (1) 38; greedy was ~60 ms faster per question on 2 cores (whisper base, 2026-12-02, BENCHMARK.md)."""
     language: str = "en"
     """Spoken language, or auto: the recogniser says which of `languages` it heard, and Rocky answers in it
     where a voice can (needs a multilingual model: base; tiny.en knows only English)."""
@@ -61,7 +61,10 @@ class SttSettings:
     """A partial due while the newest frame is this far below the turn's loudest waits for a louder one
     (0: never waits). A fading voice is most often the last word ending: VAD's stop and the settled partial
     come next, and a partial begun then would hold the settled one up for its whole length (~200 ms with
-    base on 2 cores), the LLM's prefill of it too."""
+    base on 2 cores), the LLM's prefill of it too. Same session, Qwen, +0.2 s, 30 questions each: Piper
+    p50/p95 497/695 ms (settled partial reused 28/30) against 532/727 (23/30) without the wait; espeak-ng
+    542/798 (26/30) against 564/948 (25/30). Without periodic partials it was slower (p50 561 and 594 ms,
+    against 479 and 560 with them run right after: the LLM then prefills the whole question after the stop)."""
     url: str = "http://127.0.0.1:8000/v1"
     """http backend: the server's /v1 base (speaches, faster-whisper-server, whisper.cpp's server; see
     docs/voices.md); the token, if it needs one, comes from ROCKY_RELAY_STT_API_KEY."""
