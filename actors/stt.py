@@ -7,6 +7,9 @@ silence. Streaming: a partial runs every `partial_every_ms` of new audio and
 at once when VAD hears speech stop; that *settled* partial covers every word,
 so when VAD hears nothing after it the final reuses it and release costs no
 transcription at all. Otherwise the whole capture is transcribed at release.
+A periodic partial waits while the voice fades (the stop is likely next), so
+it does not hold the settled one up. The faster-whisper backend is in
+actors/stt_whisper.py.
 """
 
 from __future__ import annotations

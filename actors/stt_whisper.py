@@ -58,8 +58,9 @@ class WhisperRecognizer:
 
 def window_frames(samples: int) -> int:
     """Mel frames (100 a second) to encode for `samples` of audio: its whole seconds and the spare padding.
-    Less padding is faster still, but the decoder then loops (with 1-4 s, half the answer set's questions
-    came back repeated until the token limit)."""
+    Less padding is faster still, but the decoder then loops (with 1-4 s, before `without_repeats`, half
+    the answer set's questions came back repeated until the token limit) and mishears more (4 s: 33 word
+    errors on espeak-ng's questions against 27, for ~50 ms less per question; BENCHMARK.md)."""
     seconds = -(-samples // SAMPLE_RATE) + WINDOW_SPARE_S
     return min(FULL_WINDOW_FRAMES, 100 * seconds)
 
